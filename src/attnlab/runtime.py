@@ -1,0 +1,83 @@
+"""Device choice, seeding, mixed precision and progress output for training stages."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+import time
+
+import torch
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; anything else is taken as a torch device string."""
+    if preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+    return torch.Generator().manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (where it pays off); a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def describe_hardware(device: torch.device | None = None) -> str:
+    device = device or pick_device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} cores)"
+
+
+class Progress:
+    """Line-based progress for long loops; prints at most every ``every`` seconds.
+
+    Plain lines (no carriage returns) so the output reads well in Snakemake
+    logs and SLURM output files as well as in a terminal.
+    """
+
+    def __init__(self, total: int, label: str, every: float = 5.0, stream=None) -> None:
+        self.total, self.label, self.every = total, label, every
+        self.stream = stream or sys.stderr
+        self.start = self.last = time.perf_counter()
+        self.n = 0
+
+    def update(self, n: int = 1, **info) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.n >= self.total:
+            self.last = now
+            extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+            pct = 100.0 * self.n / max(self.total, 1)
+            print(f"[{self.label}] {self.n}/{self.total} ({pct:.0f}%) {now - self.start:.0f}s {extra}".rstrip(),
+                  file=self.stream, flush=True)

@@ -1,0 +1,276 @@
+"""Attention and the transformer stack, from scratch (seed Problem 2).
+
+Classes in dependency order: AttentionHead -> MultiHeadedAttention -> FFN ->
+AttentionResidual -> Transformer.
+
+Masks follow the seed's convention: ``attn_mask[i, j] == 1`` (or True) means
+query i may attend to key j, 0 means it may not and its weight is exactly 0.
+A mask is (Tq, Tk) for the whole batch or (B, Tq, Tk) per example. A query row
+with no allowed key gets all-zero weights and a zero output (never NaN), which
+is what a padding token should contribute.
+
+MultiHeadedAttention holds its weights once, as the seed's per-head modules,
+and has two paths over them: the per-head loop the seed teaches, and a
+vectorized path that runs every head in one batched product (through
+``scaled_dot_product_attention`` when the maps are not needed).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def normalize_mask(attn_mask: Optional[Tensor], tq: int, tk: int) -> Optional[Tensor]:
+    """Return the mask as bool, broadcastable to (B, Tq, Tk), or None."""
+    if attn_mask is None:
+        return None
+    if attn_mask.dim() not in (2, 3) or tuple(attn_mask.shape[-2:]) != (tq, tk):
+        raise ValueError(
+            f"attn_mask must be ({tq}, {tk}) or (B, {tq}, {tk}), got {tuple(attn_mask.shape)}"
+        )
+    mask = attn_mask if attn_mask.dtype == torch.bool else attn_mask != 0
+    return mask if mask.dim() == 3 else mask.unsqueeze(0)
+
+
+def masked_softmax(scores: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """Softmax over the last dim where masked entries get weight exactly 0.
+
+    Masked scores are filled with the dtype's most negative finite value rather
+    than -inf, so a row with nothing allowed stays finite (uniform) instead of
+    NaN in both passes; the final fill then makes that row exactly zero.
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0)
+
+
+class AttentionHead(nn.Module):
+    """One head of scaled dot-product self-attention (seed 2a).
+
+    forward(x (B, T, d_in)) -> out (B, T, d_k) = A V, A (B, T, T).
+    """
+
+    def __init__(self, d_in: int, d_k: int, bias: bool = False) -> None:
+        super().__init__()
+        self.d_k = d_k
+        self.W_Q = nn.Linear(d_in, d_k, bias=bias)
+        self.W_K = nn.Linear(d_in, d_k, bias=bias)
+        self.W_V = nn.Linear(d_in, d_k, bias=bias)
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        q, k, v = self.W_Q(x), self.W_K(x), self.W_V(x)  # (B, T, d_k) each
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, T, T)
+        A = masked_softmax(scores, normalize_mask(attn_mask, x.shape[1], x.shape[1]))
+        return A @ v, A
+
+
+class MultiHeadedAttention(nn.Module):
+    """Concat(head_1(x), ..., head_n(x)) W_O, with W_O of shape (n_heads*d_k, d_out) (seed 2b).
+
+    ``impl`` picks the path: "vectorized" (default) or "loop". Both read the
+    same parameters, so a model can switch paths without conversion.
+
+    forward(x, attn_mask=None, need_weights=False, cache=None) -> (out, A)
+      out: (B, T, d_out); A: (B, n_heads, T, Tk) when need_weights, else None.
+    ``cache`` (vectorized path only) is a dict that keeps this layer's keys and
+    values between calls for incremental decoding: the new keys/values are
+    appended and the queries of ``x`` attend to everything cached so far, so
+    the mask, if any, is (T, T_cached + T).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_k: Optional[int] = None,
+        d_out: Optional[int] = None,
+        qkv_bias: bool = False,
+        impl: str = "vectorized",
+    ) -> None:
+        super().__init__()
+        if d_k is None:
+            if d_model % n_heads:
+                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pass d_k")
+            d_k = d_model // n_heads
+        self.n_heads, self.d_k = n_heads, d_k
+        self.d_out = d_model if d_out is None else d_out
+        self.heads = nn.ModuleList(AttentionHead(d_model, d_k, bias=qkv_bias) for _ in range(n_heads))
+        self.W_O = nn.Linear(n_heads * d_k, self.d_out)
+        self.impl = impl
+
+    # The loop path is the seed's: each head on its own, then concatenate.
+    def _forward_loop(self, x: Tensor, attn_mask: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        outs, maps = zip(*(head(x, attn_mask) for head in self.heads))
+        return self.W_O(torch.cat(outs, dim=-1)), torch.stack(maps, dim=1)
+
+    def _fused_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """All heads' Q, K, V from one matmul over the per-head weights, each (B, H, T, d_k)."""
+        H, d_k = self.n_heads, self.d_k
+        ws = [h.W_Q.weight for h in self.heads] + [h.W_K.weight for h in self.heads]
+        ws += [h.W_V.weight for h in self.heads]
+        w = torch.cat(ws, dim=0)  # (3*H*d_k, d_model)
+        b = None
+        if self.heads[0].W_Q.bias is not None:
+            bs = [h.W_Q.bias for h in self.heads] + [h.W_K.bias for h in self.heads]
+            b = torch.cat(bs + [h.W_V.bias for h in self.heads])
+        B, T, _ = x.shape
+        qkv = F.linear(x, w, b).view(B, T, 3, H, d_k).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+
+    def _forward_vectorized(
+        self, x: Tensor, attn_mask: Optional[Tensor], need_weights: bool, cache: Optional[dict]
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        B, T, _ = x.shape
+        q, k, v = self._fused_qkv(x)
+        if cache is not None:
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        mask = normalize_mask(attn_mask, T, k.shape[2])
+        if mask is not None:
+            mask = mask.unsqueeze(1)  # (B|1, 1, Tq, Tk): the same for every head
+        if need_weights:
+            A = masked_softmax(q @ k.transpose(-2, -1) / math.sqrt(self.d_k), mask)  # (B, H, T, Tk)
+            out = A @ v
+        else:
+            A = None
+            if mask is None:
+                out = F.scaled_dot_product_attention(q, k, v)
+            else:
+                # SDPA returns NaN for a row with no allowed key: let such rows
+                # attend everywhere, then zero them, so nothing NaN flows back.
+                empty = ~mask.any(dim=-1, keepdim=True)  # (B|1, 1, Tq, 1)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty)
+                out = out.masked_fill(empty, 0.0)
+        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.d_k)
+        return self.W_O(out), A
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Optional[Tensor] = None,
+        need_weights: bool = False,
+        cache: Optional[dict] = None,
+        impl: Optional[str] = None,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        impl = impl or self.impl
+        if impl == "loop":
+            if cache is not None:
+                raise ValueError("the loop path has no key/value cache; use impl='vectorized'")
+            out, A = self._forward_loop(x, attn_mask)
+            return out, (A if need_weights else None)
+        if impl != "vectorized":
+            raise ValueError(f"impl must be 'loop' or 'vectorized', got {impl!r}")
+        return self._forward_vectorized(x, attn_mask, need_weights, cache)
+
+
+class FFN(nn.Module):
+    """LayerNorm -> Linear -> GELU -> Linear, the seed's feed-forward block."""
+
+    def __init__(self, d_model: int, d_hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(d_model),
+            nn.Linear(d_model, d_hidden),
+            nn.GELU(),
+            nn.Linear(d_hidden, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class AttentionResidual(nn.Module):
+    """x + MHA(x), then + FFN(...), as the seed's block.
+
+    The seed's FFN normalises its input but attention does not. ``pre_norm``
+    adds a LayerNorm in front of attention too (the usual pre-LN block), which
+    trains more stably; ``pre_norm=False`` is the seed's block exactly.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_hidden: Optional[int] = None,
+        d_k: Optional[int] = None,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        qkv_bias: bool = False,
+        impl: str = "vectorized",
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.attn = MultiHeadedAttention(d_model, n_heads, d_k=d_k, qkv_bias=qkv_bias, impl=impl)
+        self.drop = nn.Dropout(dropout)
+        self.ffn = FFN(d_model, d_hidden or 4 * d_model, dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Optional[Tensor] = None,
+        need_weights: bool = False,
+        cache: Optional[dict] = None,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        a, A = self.attn(self.norm(x), attn_mask, need_weights=need_weights, cache=cache)
+        x = x + self.drop(a)
+        x = x + self.ffn(x)
+        return x, A
+
+
+class Transformer(nn.Module):
+    """Successive AttentionResidual layers (seed 2c).
+
+    forward(x (B, T, d_model), attn_mask=None, return_attention=False)
+      -> out (B, T, d_model), or (out, maps (B, n_layers, n_heads, T, T)).
+    ``cache`` is a list with one dict per layer for incremental decoding.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_layers: int,
+        d_hidden: Optional[int] = None,
+        d_k: Optional[int] = None,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        qkv_bias: bool = False,
+        impl: str = "vectorized",
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            AttentionResidual(d_model, n_heads, d_hidden, d_k, dropout, pre_norm, qkv_bias, impl)
+            for _ in range(n_layers)
+        )
+
+    def set_impl(self, impl: str) -> None:
+        """Switch every layer's attention between the 'loop' and 'vectorized' paths."""
+        for layer in self.layers:
+            layer.attn.impl = impl
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Optional[Tensor] = None,
+        return_attention: bool = False,
+        cache: Optional[list] = None,
+    ):
+        maps = []
+        for i, layer in enumerate(self.layers):
+            x, A = layer(x, attn_mask, need_weights=return_attention,
+                         cache=None if cache is None else cache[i])
+            maps.append(A)
+        if return_attention:
+            return x, torch.stack(maps, dim=1)
+        return x
