@@ -187,3 +187,16 @@ def test_kv_cache_matches_full_causal_forward():
 def test_bad_mask_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"attn_mask must be"):
         AttentionHead(D, 8)(torch.randn(B, T, D), torch.ones(T + 1, T))
+
+
+def test_attention_benchmark_prints_ratios(capsys):
+    from attnlab.bench.__main__ import main
+
+    assert main(["attention", "--seq-lens", "8", "16", "--d-model", "16", "--heads", "2",
+                 "--tokens", "32", "--min-time", "0.01"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["8"], ["16"])]
+    assert [r[0] for r in rows] == ["8", "16"]
+    for r in rows:  # loop/torch and vec/torch are positive ratios of measured times
+        loop_ms, vec_ms, torch_ms, loop_ratio, vec_ratio = map(float, r[2:])
+        assert loop_ratio == pytest.approx(loop_ms / torch_ms, rel=0.05, abs=0.02)
+        assert vec_ratio == pytest.approx(vec_ms / torch_ms, rel=0.05, abs=0.02)

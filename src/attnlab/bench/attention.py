@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     for T in args.seq_lens:
         batch = max(1, args.tokens // T)
         t = measure(T, args.d_model, args.heads, batch, args.min_time)
-        print(f"{T:>6} {batch:>5} {t['loop'] * 1e3:>9.2f} {t['vectorized'] * 1e3:>9.2f} {t['torch'] * 1e3:>9.2f}"
+        print(f"{T:>6} {batch:>5} {t['loop'] * 1e3:>9.3f} {t['vectorized'] * 1e3:>9.3f} {t['torch'] * 1e3:>9.3f}"
               f" {t['loop'] / t['torch']:>10.2f} {t['vectorized'] / t['torch']:>10.2f}")
     print("ratio = time / torch.nn.MultiheadAttention time (lower is faster; target vec/torch <= 1.2)")
     return 0
