@@ -1,0 +1,3 @@
+from attnlab.checks import main
+
+raise SystemExit(main())

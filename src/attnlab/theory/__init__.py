@@ -1,0 +1,40 @@
+"""rnn_vs_attention stage (seed Problem 1 measurements).
+
+    python -m attnlab.theory --config SECTION.yaml --out-dir DIR
+
+``SECTION.yaml`` is the ``theory`` section of config/config.yaml (optional:
+the defaults below apply). The work is in attnlab.theory.rnn_vs_attention.run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from attnlab.config import ConfigError, load_config_file
+from attnlab.theory.rnn_vs_attention import DEFAULT_CONFIG, run
+
+__all__ = ["DEFAULT_CONFIG", "run", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m attnlab.theory",
+        description="Time and count flops of the seed's RNN and self-attention against T, and measure how "
+                    "x_1's contribution to y_T scales with the spectral radius of W_h. Writes "
+                    "rnn_vs_attention.json, scaling.csv, scaling.png and contribution.png. "
+                    f"Config keys (theory section): {', '.join(DEFAULT_CONFIG)}.",
+    )
+    parser.add_argument("--config", type=Path, help="YAML/JSON file holding the theory section (optional)")
+    parser.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
+    args = parser.parse_args(argv)
+    try:
+        record = run(load_config_file(args.config), args.out_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, m in record["scaling"]["methods"].items():
+        print(f"{name:22s} slope seconds {m['slope_seconds']:.2f}  slope flops {m['slope_flops']:.2f}")
+    print(f"done in {record['seconds']:.1f}s; wrote {args.out_dir}")
+    return 0

@@ -1,0 +1,3 @@
+from attnlab.theory import main
+
+raise SystemExit(main())
