@@ -1,0 +1,11 @@
+"""DialogueGPT on tiny-shakespeare dialogues (seed Problem 4).
+
+Modules: ``model`` (DialogueGPT, DialogueLoss, load_checkpoint), ``scoring``
+(the validation / evaluation scorer shared by trainer and evaluator),
+``train`` (``python -m attnlab.gpt.train``), ``evaluate``
+(``python -m attnlab.gpt.evaluate``), ``generate`` (``python -m attnlab.gpt.generate``).
+"""
+
+from attnlab.gpt.model import DialogueGPT, DialogueLoss, load_checkpoint
+
+__all__ = ["DialogueGPT", "DialogueLoss", "load_checkpoint"]

@@ -1,0 +1,224 @@
+"""Trainer, resume, evaluator and generation CLI of DialogueGPT on a tiny synthetic corpus."""
+
+import json
+import math
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+from attnlab.data.tokenizer import MyTokenizer
+from attnlab.gpt import evaluate as gpt_eval
+from attnlab.gpt import generate as gpt_gen
+from attnlab.gpt import train as gpt_train
+from attnlab.gpt.model import load_checkpoint
+from attnlab.gpt.scoring import windows
+
+SPEAKERS = ["ROMEO", "JULIET", "First Citizen"]
+WORDS = "the love of my lord is fair and true , but night comes soon ; what say you ? good".split()
+
+
+def fake_dialogues(n, seed):
+    """Learnable text: each word is usually followed by the next one of WORDS."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        i = rng.randrange(len(WORDS))
+        words = []
+        for _ in range(rng.randint(2, 14)):
+            words.append(WORDS[i])
+            i = (i + 1) % len(WORDS) if rng.random() < 0.9 else rng.randrange(len(WORDS))
+        out.append(f"{rng.choice(SPEAKERS)}:\n{' '.join(words)}.")
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gptdata")
+    train, val = fake_dialogues(48, 0), fake_dialogues(10, 1)
+    val.append("ROMEO:\n" + " ".join(["unseenword", "love"] * 20) + ".")  # longer than max_len, has unks
+    tok = MyTokenizer.build(train)
+    tok.save(d / "vocab.json")
+    enc = [torch.tensor(tok.encode(x)) for x in train], [torch.tensor(tok.encode(x)) for x in val]
+    torch.save({"train": enc[0], "val": enc[1], "train_chars": sum(map(len, train)),
+                "val_chars": sum(map(len, val)), "start_id": tok.start_id, "pad_id": tok.pad_id,
+                "unk_id": tok.unk_id, "vocab_size": len(tok)}, d / "dialogues.pt")
+    (d / "val.txt").write_text("\n\n".join(val) + "\n")
+    return d, tok, val
+
+
+CFG = {
+    "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 24, "dropout": 0.1},
+    "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "sample_tokens": 5,
+              "device": "cpu", "num_threads": 1, "prompts": ["ROMEO:", "JULIET:"]},
+    "generate": {"prompts": ["ROMEO:", "First Citizen:"], "num_tokens": 7, "bench_tokens": 30},
+}
+
+
+def run_train(corpus, out, cfg=CFG):
+    d = corpus[0]
+    return gpt_train.train(cfg, d / "dialogues.pt", d / "vocab.json", out, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def straight(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    return out, run_train(corpus, out)
+
+
+def test_outputs_follow_formats(straight):
+    out, summary = straight
+    m = pd.read_csv(out / "metrics.csv")
+    assert list(m.columns) == ["epoch", "train_loss", "val_loss", "val_perplexity", "val_bits_per_char",
+                               "unk_rate", "lr", "seconds", "tokens_per_s"]
+    assert m["epoch"].tolist() == [1, 2]
+    assert m["val_perplexity"].tolist() == pytest.approx([math.exp(v) for v in m["val_loss"]])
+    assert 0 < m["unk_rate"].iloc[0] < 1  # the unseen word in the long validation dialogue
+    lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [(s["epoch"], s["prompt"]) for s in lines] == [(1, "ROMEO:"), (1, "JULIET:"),
+                                                            (2, "ROMEO:"), (2, "JULIET:")]
+    assert all(s["text"].startswith(s["prompt"].replace(":", " :")) for s in lines)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key in ("device", "hardware", "n_params", "epochs", "train_seconds", "config_digest",
+                "final_val_bits_per_char"):
+        assert key in summary
+    assert json.loads((out / "train_summary.json").read_text())["epochs"] == 2
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["epoch"] == 2 and set(ckpt) >= {"model_config", "state_dict", "config", "epoch"}
+
+
+def test_training_lowers_the_loss(corpus, tmp_path):
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"].update(epochs=8, lr=1e-2)
+    run_train(corpus, tmp_path, cfg)
+    m = pd.read_csv(tmp_path / "metrics.csv")
+    vocab = len(corpus[1])
+    assert m["train_loss"].iloc[0] < math.log(vocab) + 0.5  # starts near uniform
+    assert m["train_loss"].iloc[-1] < m["train_loss"].iloc[0] - 0.5
+    assert m["val_loss"].iloc[-1] < m["val_loss"].iloc[0]
+
+
+def interrupt_in_epoch_2(msg):
+    if msg.startswith("[gpt] epoch 2:"):  # epoch 2 trained, its state not saved yet: a kill
+        raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_identical_weights_and_metrics(corpus, straight, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, log=interrupt_in_epoch_2)
+    assert not (out / "checkpoint.pt").exists()
+    assert len(pd.read_csv(out / "metrics.csv")) == 1
+    logs = []
+    gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, log=logs.append)
+    epochs_run = [m.split(":")[0] for m in logs if m.startswith("[gpt] epoch")]
+    assert epochs_run == ["[gpt] epoch 2"]  # really resumed: epoch 1 was not trained again
+    assert any("resuming" in m for m in logs)
+    a, b = pd.read_csv(straight[0] / "metrics.csv"), pd.read_csv(out / "metrics.csv")
+    cols = ["epoch", "train_loss", "val_loss", "val_bits_per_char", "unk_rate", "lr"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    sa = load_checkpoint(straight[0] / "checkpoint.pt")[1]["state_dict"]
+    sb = load_checkpoint(out / "checkpoint.pt")[1]["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert (straight[0] / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
+
+
+def test_resume_state_from_another_config_is_refused(corpus, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", tmp_path,
+                        log=interrupt_in_epoch_2)
+    assert (tmp_path / "resume" / "state.pt").exists()
+    other = json.loads(json.dumps(CFG))
+    other["train"]["lr"] = 1e-3
+    with pytest.raises(RuntimeError, match="different config"):
+        run_train(corpus, tmp_path, other)
+
+
+def test_nan_loss_stops_with_clear_error(corpus, tmp_path, monkeypatch):
+    class NanLoss(gpt_train.DialogueLoss):
+        def forward(self, *a):
+            return super().forward(*a) * float("nan")
+
+    monkeypatch.setattr(gpt_train, "DialogueLoss", NanLoss)
+    with pytest.raises(FloatingPointError, match="lower gpt.train.lr"):
+        run_train(corpus, tmp_path)
+
+
+def test_unknown_config_key_is_refused(corpus, tmp_path):
+    from attnlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="gpt.train.lrr"):
+        run_train(corpus, tmp_path, {"train": {"lrr": 1}})
+
+
+@torch.no_grad()
+def test_evaluate_matches_hand_computation(corpus, straight, tmp_path):
+    d, tok, val = corpus
+    model, _ = load_checkpoint(straight[0] / "checkpoint.pt")
+    assert gpt_eval.main(["--checkpoint", str(straight[0] / "checkpoint.pt"), "--vocab", str(d / "vocab.json"),
+                          "--text", str(d / "val.txt"), "--out", str(tmp_path / "eval.json")]) == 0
+    res = json.loads((tmp_path / "eval.json").read_text())
+    total, n, n_unk = 0.0, 0, 0
+    for text in val[:-1]:  # the short dialogues: one forward pass each, every target counted
+        ids = tok.encode(text)
+        logp = torch.log_softmax(model(torch.tensor([ids]))[0].double(), dim=-1)
+        for i in range(len(ids) - 1):
+            total -= float(logp[i, ids[i + 1]])
+            n += 1
+            n_unk += ids[i + 1] == tok.unk_id
+    long_ids = tok.encode(val[-1])
+    assert len(long_ids) > model.max_len
+    # the long one: each target exactly once, predicted from the window that scores it
+    for win, skip in windows(long_ids, model.max_len):
+        logp = torch.log_softmax(model(torch.tensor([win]))[0].double(), dim=-1)
+        for i in range(skip, len(win) - 1):
+            total -= float(logp[i, win[i + 1]])
+            n += 1
+            n_unk += win[i + 1] == tok.unk_id
+    n_chars = sum(len(v) for v in val)
+    assert res["n_tokens"] == n == sum(len(tok.encode(v)) - 1 for v in val)
+    assert res["val_loss"] == pytest.approx(total / n, rel=1e-5)
+    assert res["val_bits_per_char"] == pytest.approx(total / math.log(2) / n_chars, rel=1e-5)
+    assert res["unk_rate"] == pytest.approx(n_unk / n) and n_unk > 0
+    assert res["n_chars"] == n_chars and res["source"].endswith("val.txt")
+    # the trainer's last validation used the same scorer on the same dialogues
+    last = pd.read_csv(straight[0] / "metrics.csv").iloc[-1]
+    assert last["val_loss"] == pytest.approx(res["val_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("n,max_len,stride", [(5, 8, None), (8, 8, None), (9, 8, None), (50, 8, None),
+                                              (50, 8, 7), (50, 8, 1), (33, 10, 3)])
+def test_windows_score_every_target_once_with_context(n, max_len, stride):
+    ids = list(range(100, 100 + n))
+    scored = []
+    for win, skip in windows(ids, max_len, stride):
+        assert 2 <= len(win) <= max_len and win == ids[win[0] - 100:win[0] - 100 + len(win)]
+        new = win[skip + 1:]
+        if scored:  # later windows keep at least max_len - stride tokens of context
+            assert skip + 1 >= min(max_len - (stride or max_len // 2), win[0] - 100 + skip + 1)
+        scored += new
+    assert scored == ids[1:]
+
+
+def test_generate_cli_writes_samples_and_speed(corpus, straight, tmp_path):
+    d = corpus[0]
+    cfg = tmp_path / "gpt.yaml"
+    cfg.write_text(json.dumps(CFG))
+    assert gpt_gen.main(["--checkpoint", str(straight[0] / "checkpoint.pt"), "--vocab", str(d / "vocab.json"),
+                         "--config", str(cfg), "--out-txt", str(tmp_path / "g.txt"),
+                         "--out-json", str(tmp_path / "g.json"), "--device", "cpu"]) == 0
+    res = json.loads((tmp_path / "g.json").read_text())
+    assert res["num_tokens"] == 7
+    assert [s["prompt"] for s in res["samples"]] == ["ROMEO:", "First Citizen:"]
+    model, _ = load_checkpoint(straight[0] / "checkpoint.pt")
+    tok = corpus[1]
+    for s in res["samples"]:  # the seed's greedy loop, independently
+        ids = tok.encode(s["prompt"])
+        for _ in range(7):
+            ids.append(int(model(torch.tensor([ids[-model.max_len:]]))[0, -1].argmax()))
+        assert s["text"] == tok.decode(ids[1:])
+    sp = res["speed"]
+    assert sp["new_tokens"] == 30 and sp["identical"] is True
+    assert sp["speedup"] == pytest.approx(sp["plain_seconds"] / sp["cached_seconds"])
+    assert "ROMEO" in (tmp_path / "g.txt").read_text()
