@@ -1,0 +1,79 @@
+"""Batched image augmentation that runs wherever the data lives (GPU or CPU).
+
+Everything works on whole float batches (B, C, H, W) with per-sample randomness
+drawn from an explicit generator, so the data never leaves the device and a
+resumed run can restore the exact random stream. Batch-level choices (the
+mixup/cutmix coefficient and mode) come from a numpy Generator so they never
+force a device sync.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+# Per-channel statistics of the CIFAR-10 training set.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def normalize(images: Tensor) -> Tensor:
+    """uint8 (B, 3, H, W) -> float (B, 3, H, W), standardised with the CIFAR-10 statistics."""
+    mean = torch.tensor(CIFAR_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+def random_crop_flip(x: Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> Tensor:
+    """Per-sample random crop of the zero-padded image (as torchvision's RandomCrop) and horizontal flip.
+
+    x (B, C, H, W) float; zero padding of a normalised image is the mean colour.
+    """
+    B, C, H, W = x.shape
+    dev = x.device
+    if padding > 0:
+        xp = F.pad(x, (padding, padding, padding, padding))
+        oy = torch.randint(0, 2 * padding + 1, (B,), device=dev, generator=generator)
+        ox = torch.randint(0, 2 * padding + 1, (B,), device=dev, generator=generator)
+        rows = (oy[:, None] + torch.arange(H, device=dev))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (ox[:, None] + torch.arange(W, device=dev))[:, None, None, :]  # (B, 1, 1, W)
+        x = xp[torch.arange(B, device=dev)[:, None, None, None], torch.arange(C, device=dev)[None, :, None, None],
+               rows, cols]
+    if flip:
+        do_flip = torch.rand(B, device=dev, generator=generator) < 0.5
+        x = torch.where(do_flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def mix_batch(x: Tensor, y: Tensor, num_classes: int, mixup_alpha: float, cutmix_alpha: float,
+              rng: np.random.Generator, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Mixup or CutMix (timm's batch mode): pair each sample with the batch reversed.
+
+    Returns the mixed images and soft targets (B, num_classes) that already include
+    label smoothing. With both alphas > 0 each batch picks one of the two at random.
+    """
+    off = label_smoothing / num_classes
+    target = F.one_hot(y, num_classes).float() * (1.0 - label_smoothing) + off
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or rng.random() < 0.5)
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+    if alpha <= 0:
+        return x, target
+    lam = float(rng.beta(alpha, alpha))
+    if use_cutmix:
+        H, W = x.shape[-2:]
+        cut = math.sqrt(1.0 - lam)
+        ch, cw = int(H * cut), int(W * cut)
+        cy, cx = int(rng.integers(H)), int(rng.integers(W))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, H)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, W)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / (H * W)  # the area actually pasted
+    else:
+        x = x * lam + x.flip(0) * (1.0 - lam)
+    return x, target * lam + target.flip(0) * (1.0 - lam)

@@ -1,0 +1,104 @@
+"""Evaluate a ViT checkpoint on any CIFAR-10 source (rule ``evaluate_vit``).
+
+``python -m attnlab.vit.evaluate --checkpoint CKPT --data SOURCE --out JSON [--confusion PNG]``
+where SOURCE is anything ``attnlab.data.cifar10.load_split`` accepts (prepared
+folder or .pt file, official tarball or its extracted folder, ImageFolder folder
+or .tar.gz with a ``test/`` split). The JSON records the source it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from attnlab.io import atomic_path, write_json
+from attnlab.runtime import pick_device
+from attnlab.vit.model import load_checkpoint
+from attnlab.vit.train import evaluate_arrays
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", batch_size: int = 512) -> dict:
+    """Top-1 accuracy, per-class accuracy and confusion matrix (rows true, columns predicted) on the test split."""
+    from attnlab.data.cifar10 import load_split
+
+    dev = pick_device(device)
+    model, ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    model.to(dev)
+    split = load_split(data, "test")
+    classes = list(split["classes"])
+    trained_on = ckpt.get("classes")
+    if trained_on is not None and list(trained_on) != classes:
+        raise ValueError(f"{data} has classes {classes} but {checkpoint} was trained on {list(trained_on)}")
+    labels = split["labels"].long()
+    _, acc, preds = evaluate_arrays(model, split["images"], labels, dev, batch_size, amp=dev.type == "cuda")
+    k = len(classes)
+    confusion = torch.bincount(labels * k + preds, minlength=k * k).view(k, k)
+    per_class = {c: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else None
+                 for i, c in enumerate(classes)}
+    return {
+        "test_accuracy": acc,
+        "n_test": len(labels),
+        "n_correct": int(confusion.diag().sum()),
+        "source": str(split.get("source", data)),
+        "checkpoint": str(checkpoint),
+        "epoch": ckpt.get("epoch"),
+        "classes": classes,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def plot_confusion(result: dict, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = torch.tensor(result["confusion"], dtype=torch.float64)
+    frac = conf / conf.sum(dim=1, keepdim=True).clamp(min=1)
+    classes = result["classes"]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(frac.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{frac[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"test accuracy {100 * result['test_accuracy']:.1f}% (n={result['n_test']})")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m attnlab.vit.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
+    ap.add_argument("--data", required=True, help="any CIFAR-10 source; its test split is used")
+    ap.add_argument("--out", required=True, help="JSON to write (eval.json)")
+    ap.add_argument("--confusion", help="PNG for the confusion matrix")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=512)
+    args = ap.parse_args(argv)
+    from attnlab.data import DataError
+
+    try:
+        result = evaluate(args.checkpoint, args.data, args.device, args.batch_size)
+    except (FileNotFoundError, ValueError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json(args.out, result)
+    if args.confusion:
+        plot_confusion(result, args.confusion)
+    print(f"test accuracy {result['test_accuracy']:.4f} on {result['n_test']} images from {result['source']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Where the class token looks: attention heatmaps, attention rollout and numbers describing them.
+
+``python -m attnlab.vit.heatmaps --checkpoint CKPT --data SOURCE --out-dir DIR [--n-images 10]``
+takes one test image per class and writes
+- ``heatmaps.png``: the seed's view, the class token's attention to every
+  patch averaged over all heads and layers, upsampled and overlaid on the image
+  with the true and predicted labels;
+- ``rollout.png``: attention rollout (Abnar & Zuidema 2020): per layer average
+  the heads, add the identity for the residual path, renormalise the rows,
+  and multiply the layers together, so the class token's row says how much each
+  input patch flows into its final representation;
+- ``heatmap_stats.json``: per image and on average, how much of that attention
+  falls on the central patches and on the border ring, and its entropy, each
+  next to the value a uniform map would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from attnlab.io import atomic_path, write_json
+from attnlab.runtime import pick_device
+from attnlab.vit.augment import normalize
+from attnlab.vit.model import load_checkpoint
+
+Tensor = torch.Tensor
+
+
+def cls_attention(maps: Tensor) -> Tensor:
+    """maps (B, L, H, T, T) -> class token's attention to the N = T-1 patches, mean over layers and heads (B, N).
+
+    Renormalised over the patches (the class token's attention to itself is left out).
+    """
+    a = maps[:, :, :, 0, 1:].float().mean(dim=(1, 2))
+    return a / a.sum(dim=-1, keepdim=True)
+
+
+def attention_rollout(maps: Tensor) -> Tensor:
+    """maps (B, L, H, T, T) -> rollout (B, T, T) = Â_L ... Â_1 with Â_l = rownorm(mean_heads(A_l) + I)."""
+    A = maps.float().mean(dim=2)  # (B, L, T, T)
+    A = A + torch.eye(A.shape[-1], device=A.device)
+    A = A / A.sum(dim=-1, keepdim=True)
+    R = A[:, 0]
+    for layer in range(1, A.shape[1]):
+        R = A[:, layer] @ R  # later layers act on what earlier layers mixed
+    return R
+
+
+def rollout_cls(maps: Tensor) -> Tensor:
+    """Class token's rollout row over the patches (B, N), renormalised over the patches."""
+    r = attention_rollout(maps)[:, 0, 1:]
+    return r / r.sum(dim=-1, keepdim=True)
+
+
+def region_masks(grid_h: int, grid_w: int) -> tuple[Tensor, Tensor]:
+    """Boolean (N,) masks of the central patches (the middle half of each side) and of the outer ring."""
+    ys, xs = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    cy0, cy1 = grid_h // 4, grid_h - grid_h // 4
+    cx0, cx1 = grid_w // 4, grid_w - grid_w // 4
+    center = (ys >= cy0) & (ys < cy1) & (xs >= cx0) & (xs < cx1)
+    border = (ys == 0) | (ys == grid_h - 1) | (xs == 0) | (xs == grid_w - 1)
+    return center.flatten(), border.flatten()
+
+
+def map_stats(p: Tensor, grid_h: int, grid_w: int) -> dict:
+    """Centre mass, border mass and entropy (nats) of patch distributions p (B, N) summing to 1."""
+    center, border = region_masks(grid_h, grid_w)
+    p = p.cpu().double()
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(dim=-1)
+    return {"center_mass": p[:, center].sum(dim=-1), "border_mass": p[:, border].sum(dim=-1), "entropy": entropy}
+
+
+def pick_images(labels: Tensor, n_images: int, n_classes: int) -> list[int]:
+    """The first test image of each class in turn (class 0, 1, ..., then second images), n_images in all."""
+    by_class = [torch.nonzero(labels == c).flatten().tolist() for c in range(n_classes)]
+    picked, rank = [], 0
+    while len(picked) < n_images and any(rank < len(ix) for ix in by_class):
+        picked += [ix[rank] for ix in by_class if rank < len(ix)]
+        rank += 1
+    return picked[:n_images]
+
+
+def plot_overlays(images: Tensor, heat: Tensor, titles: list[str], title: str, path: Path) -> None:
+    """Each image above its heatmap overlay; heat (B, gh, gw) is upsampled bilinearly to the image size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    B, _, H, W = images.shape
+    up = F.interpolate(heat[:, None].float(), size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+    cols = min(B, 5)
+    blocks = math.ceil(B / cols)
+    fig, axes = plt.subplots(2 * blocks, cols, figsize=(2.1 * cols, 4.4 * blocks), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(B):
+        r, c = 2 * (i // cols), i % cols
+        img = images[i].permute(1, 2, 0).cpu().numpy()
+        axes[r, c].imshow(img, interpolation="nearest")
+        axes[r, c].set_title(titles[i], fontsize=8)
+        h = up[i]
+        h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
+        axes[r + 1, c].imshow(img, interpolation="nearest")
+        axes[r + 1, c].imshow(h.cpu().numpy(), cmap="jet", alpha=0.5, interpolation="bilinear")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _summary(stats: dict, grid_h: int, grid_w: int, prefix: str = "") -> dict:
+    center, border = region_masks(grid_h, grid_w)
+    n = grid_h * grid_w
+    return {
+        f"{prefix}mean_center_mass": stats["center_mass"].mean().item(),
+        f"{prefix}uniform_center_mass": center.sum().item() / n,
+        f"{prefix}mean_border_mass": stats["border_mass"].mean().item(),
+        f"{prefix}uniform_border_mass": border.sum().item() / n,
+        f"{prefix}mean_entropy": stats["entropy"].mean().item(),
+        f"{prefix}max_entropy": math.log(n),
+    }
+
+
+def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_images: int | None = None,
+             device: str = "auto") -> dict:
+    """Draw heatmaps.png and rollout.png and write heatmap_stats.json into out_dir; returns the stats."""
+    from attnlab.data.cifar10 import load_split
+
+    dev = pick_device(device)
+    model, ckpt = load_checkpoint(checkpoint)
+    model.to(dev)
+    if n_images is None:
+        n_images = ckpt.get("config", {}).get("heatmaps", {}).get("n_images", 10)
+    split = load_split(data, "test")
+    classes = list(split["classes"])
+    labels = split["labels"].long()
+    idx = pick_images(labels, n_images, len(classes))
+    imgs = split["images"][idx]  # uint8 (B, 3, H, W)
+    with torch.no_grad():
+        logits, maps = model(normalize(imgs.to(dev)), return_attention=True)  # maps (B, L, H, T, T)
+    preds = logits.argmax(dim=1).cpu()
+    p = model.patch_embed.patch_size
+    gh, gw = imgs.shape[-2] // p, imgs.shape[-1] // p
+    cls_map, roll = cls_attention(maps).cpu(), rollout_cls(maps).cpu()
+    s_cls, s_roll = map_stats(cls_map, gh, gw), map_stats(roll, gh, gw)
+    records = []
+    for k, i in enumerate(idx):
+        records.append({
+            "index": i, "true": classes[labels[i]], "pred": classes[preds[k]],
+            "center_mass": s_cls["center_mass"][k].item(), "border_mass": s_cls["border_mass"][k].item(),
+            "entropy": s_cls["entropy"][k].item(),
+            "rollout_center_mass": s_roll["center_mass"][k].item(),
+            "rollout_border_mass": s_roll["border_mass"][k].item(),
+            "rollout_entropy": s_roll["entropy"][k].item(),
+        })
+    summary = {**_summary(s_cls, gh, gw), **_summary(s_roll, gh, gw, "rollout_"),
+               "n_images": len(idx), "grid": [gh, gw],
+               "correct": int((preds == labels[idx]).sum()),
+               "mean_cls_self_attention": maps[:, :, :, 0, 0].float().mean().item()}
+    result = {"images": records, "summary": summary, "source": str(split.get("source", data)),
+              "checkpoint": str(checkpoint),
+              "definitions": {"center": "patches in the middle half of the grid on both axes",
+                              "border": "the outermost ring of patches",
+                              "entropy": "nats, of the class token's attention renormalised over the patches"}}
+    out_dir = Path(out_dir)
+    titles = [f"true: {r['true']}\npred: {r['pred']}" for r in records]
+    plot_overlays(imgs, cls_map.view(-1, gh, gw), titles,
+                  "class-token attention, mean over heads and layers", out_dir / "heatmaps.png")
+    plot_overlays(imgs, roll.view(-1, gh, gw), titles, "attention rollout (Abnar & Zuidema)",
+                  out_dir / "rollout.png")
+    write_json(out_dir / "heatmap_stats.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m attnlab.vit.heatmaps", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
+    ap.add_argument("--data", required=True, help="any CIFAR-10 source; images come from its test split")
+    ap.add_argument("--out-dir", required=True, help="folder for heatmaps.png, rollout.png, heatmap_stats.json")
+    ap.add_argument("--n-images", type=int, default=None, help="default: the run's heatmaps.n_images (10)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    from attnlab.data import DataError
+
+    try:
+        result = heatmaps(args.checkpoint, args.data, args.out_dir, args.n_images, args.device)
+    except (FileNotFoundError, ValueError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = result["summary"]
+    print(f"class-token attention: centre mass {s['mean_center_mass']:.3f} (uniform {s['uniform_center_mass']:.3f}), "
+          f"entropy {s['mean_entropy']:.3f} (max {s['max_entropy']:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
