@@ -1,0 +1,3 @@
+from attnlab.report.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,489 @@
+"""The report stage: the writeup compiles from real result files and cites their numbers.
+
+The result files are made once per session in a temporary folder: the module
+checks and the RNN-vs-attention measurements are produced by running those
+stages on tiny settings; the training results (which would need a real
+training run) are written with realistic values, and their derived numbers
+(accuracy from a confusion matrix, attention statistics from attention maps)
+are computed here from that data. The PDF's text (pypdf) must then contain
+those numbers, formatted as report/fmt.typ formats them (mirrored below).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+pypdf = pytest.importorskip("pypdf")
+pytest.importorskip("typst")
+
+from attnlab.report.build import build_report  # noqa: E402
+from attnlab.report.cli import main as report_main  # noqa: E402
+from attnlab.report.facts import benchmark_seconds  # noqa: E402
+from attnlab.report.inputs import make_inputs  # noqa: E402
+from attnlab.report.validate import ReportInputError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIG = {
+    "data": {
+        "cifar10": {"url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                    "md5": "c58f30108f718f92721af3b95e74349a", "path": None},
+        "shakespeare": {"url": "https://example.org/input.txt", "sha256": None, "path": None,
+                        "val_fraction": 0.1, "seed": 0},
+        "tokenizer": {"min_freq": 1, "max_size": None},
+    },
+    "vit": {
+        "runs": {"main": {}, "wide": {"model": {"dim": 96}}},
+        "model": {"img_size": 32, "patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2,
+                  "dropout": 0.0, "pos_embed": "learned"},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 0.001, "seed": 0, "device": "auto"},
+        "heatmaps": {"n_images": 4},
+    },
+    "gpt": {
+        "runs": {"main": {}, "small": {"model": {"d_model": 32}}},
+        "model": {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_len": 128, "dropout": 0.1},
+        "train": {"epochs": 3, "batch_size": 16, "lr": 0.001, "prompts": ["ROMEO :"], "sample_tokens": 12},
+        "generate": {"prompts": ["JULIET :"], "num_tokens": 50, "bench_tokens": 64},
+    },
+    "theory": {"seq_lens": [16, 32, 64], "d": 8, "d_hidden": 8, "repeats": 1, "radii": [0.9, 1.0, 1.1],
+               "contribution_lens": [1, 10, 20, 30], "seed": 0},
+    "report": {"title": "attnlab test writeup", "author": "report tests"},
+}
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+# ------------------------------------------------- python mirror of fmt.typ ---
+def fx(x: float, d: int = 2) -> str:
+    return f"{x:.{d}f}"
+
+
+def pct(x: float, d: int = 1) -> str:
+    return f"{100 * x:.{d}f}%"
+
+
+def sig(x: float, n: int = 3) -> str:
+    e = math.floor(math.log10(abs(x)))
+    if round(abs(x) / 10 ** e, n - 1) >= 10:
+        e += 1
+    return fx(x, max(0, n - 1 - e))
+
+
+def squash(text: str) -> str:
+    """PDF text compared without whitespace (line breaks fall anywhere) and with math italics as ASCII."""
+    text = unicodedata.normalize("NFKC", text).replace("\u2212", "-")
+    return re.sub(r"\s+", "", text)
+
+
+def pdf_text(path: Path, page: int | None = None) -> str:
+    pages = pypdf.PdfReader(str(path)).pages
+    return squash("\n".join(p.extract_text() for p in (pages if page is None else [pages[page]])))
+
+
+def assert_in(expected: str, text: str) -> None:
+    assert squash(expected) in text, f"{expected!r} not in the PDF text"
+
+
+# ------------------------------------------------------------ result files ---
+def _png(path: Path, title: str, seed: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(4, 2.5), dpi=60)
+    ax.plot(np.cumsum(rng.normal(size=20)))
+    ax.set_title(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _bench(path: Path, seconds: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                    f"{seconds:.4f}\t0:00:{int(seconds):02d}\t512.1\t2048.5\t400.2\t410.3\t1.0\t2.0\t95.0\t{seconds:.2f}\n")
+
+
+def _vit_run(out: Path, run: str, seed: int, data_source: str) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    epochs = 3
+    _write_csv(out / "metrics.csv", [
+        {"epoch": e, "train_loss": 2.1 - 0.3 * e + 0.01 * seed, "train_acc": 0.2 + 0.1 * e, "val_loss": 2.0 - 0.25 * e,
+         "val_acc": 0.25 + 0.08 * e + 0.013 * seed, "lr": 1e-3, "seconds": 10.0 + e,
+         "images_per_s": 2345.6 + 100 * seed} for e in range(1, epochs + 1)])
+    _png(out / "curves.png", f"vit {run} curves", seed)
+    _write_json(out / "train_summary.json", {
+        "device": "cpu", "hardware": "Test CPU (2 cores)", "n_params": 123456 + seed, "epochs": epochs,
+        "train_seconds": 33.3 + seed, "final_val_acc": 0.49, "config_digest": "abc"})
+    # a confusion matrix with a strong diagonal; accuracy and per-class rates follow from it
+    conf = torch.randint(0, 4, (10, 10), generator=g) + torch.diag(torch.randint(10, 30, (10,), generator=g))
+    acc = conf.diag().sum().item() / conf.sum().item()
+    _write_json(out / "eval.json", {
+        "test_accuracy": acc, "n_test": int(conf.sum()), "source": data_source, "classes": CLASSES,
+        "per_class": {c: conf[i, i].item() / conf[i].sum().item() for i, c in enumerate(CLASSES)},
+        "confusion": conf.tolist()})
+    _png(out / "confusion.png", "confusion", seed + 1)
+    # attention of the class token over an 8x8 patch grid, peaked near the centre
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    centre = ((yy - 3.5) ** 2 + (xx - 3.5) ** 2)
+    images = []
+    inner = torch.zeros(8, 8, dtype=torch.bool)
+    inner[2:6, 2:6] = True
+    border = torch.ones(8, 8, dtype=torch.bool)
+    border[1:7, 1:7] = False
+    for i in range(4):
+        a = torch.softmax((-0.15 * centre + 0.5 * torch.randn(8, 8, generator=g)).flatten(), 0).view(8, 8)
+        true, pred = CLASSES[i], CLASSES[i] if i != 2 else CLASSES[5]
+        images.append({"index": 10 * i + 3, "true": true, "pred": pred,
+                       "center_mass": a[inner].sum().item(), "border_mass": a[border].sum().item(),
+                       "entropy": -(a * a.log()).sum().item()})
+    _write_json(out / "heatmap_stats.json", {
+        "images": images,
+        "summary": {"mean_center_mass": sum(i["center_mass"] for i in images) / 4,
+                    "uniform_center_mass": inner.sum().item() / 64,
+                    "mean_entropy": sum(i["entropy"] for i in images) / 4, "max_entropy": math.log(64)}})
+    _png(out / "heatmaps.png", "heatmaps", seed + 2)
+    _png(out / "rollout.png", "rollout", seed + 3)
+
+
+def _gpt_run(out: Path, run: str, seed: int) -> None:
+    _write_csv(out / "metrics.csv", [
+        {"epoch": e, "train_loss": 5.0 - 0.5 * e, "val_loss": 5.1 - 0.41 * e - 0.03 * seed,
+         "val_perplexity": math.exp(5.1 - 0.41 * e), "val_bits_per_char": 2.7 - 0.2 * e - 0.011 * seed,
+         "unk_rate": 0.01, "lr": 1e-3, "seconds": 5.0, "tokens_per_s": 12345.6 + 10 * seed}
+        for e in range(1, 4)])
+    _png(out / "curves.png", f"gpt {run} curves", seed)
+    samples = [
+        {"epoch": 1, "prompt": "ROMEO :", "text": "ROMEO : the the the the , , the the"},
+        {"epoch": 2, "prompt": "ROMEO :", "text": "ROMEO : I will not , my lord , the king"},
+        {"epoch": 3, "prompt": "ROMEO :", "text": "ROMEO : What say you to this , good Mercutio ?"},
+    ]
+    (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    _write_json(out / "train_summary.json", {
+        "device": "cpu", "hardware": "Test CPU (2 cores)", "n_params": 98765 + seed, "epochs": 3,
+        "train_seconds": 44.4 + seed, "final_val_acc": None, "config_digest": "abc"})
+    loss = 3.9123 - 0.1 * seed
+    _write_json(out / "eval.json", {
+        "val_loss": loss, "val_perplexity": math.exp(loss), "val_bits_per_char": 2.0413 + 0.1 * seed,
+        "unk_rate": 0.0123, "n_tokens": 4321, "n_chars": 19876, "source": "results/data/shakespeare/val.txt"})
+    _write_json(out / "generation.json", {
+        "num_tokens": 50,
+        "samples": [{"prompt": "JULIET :", "text": "JULIET : O Romeo , Romeo , wherefore art thou gone ?"}],
+        "speed": {"new_tokens": 64, "plain_tokens_per_s": 123.456 + seed, "cached_tokens_per_s": 456.789,
+                  "speedup": 456.789 / (123.456 + seed), "identical": True}})
+
+
+def make_results(root: Path) -> dict:
+    """Every result file the writeup reads, under root/results; returns INPUTS for them."""
+    import torch
+
+    from attnlab.checks import run_checks
+    from attnlab.theory.rnn_vs_attention import run as run_theory
+
+    torch.set_num_threads(1)
+    res = root / "results"
+    run_checks(res / "checks")
+    run_theory(CONFIG["theory"], res / "theory")
+
+    tarball = root / "cifar-10-python.tar.gz"
+    tarball.write_bytes(b"not really cifar but bytes with a checksum")
+    md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
+    _write_json(res / "data/cifar10/manifest.json", {
+        "source": str(tarball), "source_kind": "official-tarball",
+        "checksum": {"algorithm": "md5", "value": md5, "expected": md5, "verified": True},
+        "classes": CLASSES, "n_train": 5000, "n_test": 1000, "counts": {}, "seconds": 1.5})
+    text = "ROMEO : I will go , and come again ."
+    tokens = text.split(" ")
+    vocab = {w: i for i, w in enumerate(["<start>", "<pad>", "<unk>"] + sorted(set(tokens)))}
+    shk = root / "input.txt"
+    shk.write_text(text + "\n")
+    _write_json(res / "data/shakespeare/vocab_report.json", {
+        "vocab_size": 4567, "n_train_dialogues": 6543, "n_val_dialogues": 727, "train_tokens": 200000,
+        "val_tokens": 22000, "val_unk_rate": 0.0234, "min_freq": 1, "max_size": None,
+        "source": {"path": str(shk), "sha256": hashlib.sha256(shk.read_bytes()).hexdigest(), "verified": False},
+        "example": {"text": text, "tokens": tokens, "ids": [0] + [vocab[t] for t in tokens], "decoded": text}})
+    _png(res / "data/shakespeare/lengths.png", "lengths", 7)
+
+    data_source = str(res / "data/cifar10/test.pt")
+    for seed, run in enumerate(CONFIG["vit"]["runs"]):
+        _vit_run(res / "vit" / run, run, seed, data_source)
+    for seed, run in enumerate(CONFIG["gpt"]["runs"]):
+        _gpt_run(res / "gpt" / run, run, seed)
+    _bench(res / "benchmarks/train_vit/main.tsv", 61.27)
+    _bench(res / "benchmarks/train_gpt/main.tsv", 3725.5)
+    # train_vit/wide and train_gpt/small have no benchmark: "not recorded"
+    return make_inputs(CONFIG, results=res, repo=REPO, writeup=REPO / "report" / "writeup.typ")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    inputs = make_results(root)
+    pdf = root / "writeup.pdf"
+    build_report(inputs, pdf, data_json=root / "data.json")
+    return root, inputs, pdf
+
+
+def _load(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------- tests ---
+def test_every_section_is_present(built):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    for heading in ["attnlab test writeup", "What was run", "Provenance", "Data sources", "Training wall times",
+                    "Problem 1: RNNs versus transformers", "(a) Two steps", "(b) Three steps", "(c) T steps",
+                    "(d) The first input", "(e) Cost of a forward pass", "(f) Very long sequences",
+                    "Problem 2: Implementing a transformer", "Module checks",
+                    "Problem 3: Vision Transformer", "(b) Positional embeddings", "(c) Training and test accuracy",
+                    "(d) Attention heatmaps", "Problem 4: DialogueGPT", "(a) Tokenizer",
+                    "(e) Why generating is slower", "(f) Generations during training", "(g) 50 generated tokens",
+                    "Comparison of runs", "Appendix: configuration"]:
+        assert_in(heading, text)
+    assert len(pypdf.PdfReader(str(pdf)).pages) >= 8
+
+
+def test_title_page_facts(built):
+    root, inputs, pdf = built
+    text = pdf_text(pdf)
+    page1 = pdf_text(pdf, 0)
+    from attnlab.config import digest
+
+    assert_in(digest(CONFIG), page1)
+    facts = _load(root / "data.json")
+    assert facts["commit"] != ""
+    assert_in(facts["commit"], page1)  # the real checkout's HEAD (or "unknown")
+    man = _load(inputs["results"]["data"]["cifar10_manifest"])
+    assert_in(man["checksum"]["value"], page1)
+    assert_in("verified: yes", page1)
+    sha = _load(inputs["results"]["data"]["vocab_report"])["source"]["sha256"]
+    assert_in(sha, page1)
+    assert_in("Test CPU (2 cores)", page1)
+    # wall times from the benchmark TSVs (column s), and the missing ones
+    assert_in(f"train_vit main {fx(61.27, 1)} 0:01:01", page1)
+    assert_in("3725.5 1:02:06", page1)
+    assert page1.count("notrecorded") == 4  # seconds and h:mm:ss of the two runs without a benchmark
+
+
+def test_numbers_from_the_results_appear(built):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    R = inputs["results"]
+    checks = _load(R["checks"]["module_checks"])
+    assert_in(f"All {len(checks['checks'])} checks passed", text)
+    for c in checks["checks"]:
+        assert_in(c["name"], text)
+    rows, cols = checks["W_O_shape"]
+    assert_in(f"{rows} × {cols}", text)
+
+    theory = _load(R["theory"]["rnn_vs_attention"])
+    for m in theory["scaling"]["methods"].values():
+        assert_in(f"{m['label']} {fx(m['slope_flops'])} {fx(m['slope_seconds'])}", text)
+    c = theory["contribution"]
+    off = []
+    for r, norms in c["norms"].items():
+        word = "shrinks" if norms[-1] < norms[0] else "grows" if norms[-1] > norms[0] else "stays"
+        assert_in(f"{word} from {sig(norms[0])} at T = {c['lens'][0]} to {sig(norms[-1])} at T = {c['lens'][-1]}", text)
+        rate = math.exp((math.log(norms[-1]) - math.log(norms[0])) / (c["lens"][-1] - c["lens"][0]))
+        assert_in(f"about {fx(rate, 4)} per step", text)
+        off.append(abs(rate - float(r)) > 0.05 * float(r))
+    # the closing sentence follows the numbers
+    assert (squash("within 5% of ρ in every case") in text) == (not any(off))
+
+    ev = _load(R["vit"]["main"]["eval"])
+    assert_in(f"Test accuracy: {pct(ev['test_accuracy'])}", text)
+    hs = _load(R["vit"]["main"]["heatmap_stats"])["summary"]
+    assert_in(f"on average {pct(hs['mean_center_mass'])} of its attention", text)
+    assert_in(f"against {pct(hs['uniform_center_mass'])} for uniform", text)
+    # the sentence picks the side the numbers are on
+    assert (squash("concentrates on the middle") in text) == (hs["mean_center_mass"] > 1.05 * hs["uniform_center_mass"])
+    assert_in("3 of the 4 images are classified correctly", text)
+
+    gen = _load(R["gpt"]["main"]["generation"])
+    sp = gen["speed"]
+    assert_in(f"plain generation {fx(sp['plain_tokens_per_s'], 1)} tokens/s", text)
+    assert_in(f"with the KV cache {fx(sp['cached_tokens_per_s'], 1)} tokens/s ({fx(sp['speedup'])} × faster)", text)
+    assert_in(gen["samples"][0]["text"], text)
+    ge = _load(R["gpt"]["main"]["eval"])
+    assert_in(f"{fx(ge['val_bits_per_char'], 3)} bits per character", text)
+    vocab = _load(R["data"]["vocab_report"])
+    assert_in(" ".join(map(str, vocab["example"]["ids"])), text)
+    with open(R["gpt"]["main"]["samples"]) as fh:
+        for line in fh:
+            assert_in(json.loads(line)["text"], text)
+
+    # comparison tables: every run, with its own numbers
+    for run in CONFIG["vit"]["runs"]:
+        e = _load(R["vit"][run]["eval"])
+        assert_in(f"{run} ", text)
+        assert_in(pct(e["test_accuracy"]), text)
+    for run in CONFIG["gpt"]["runs"]:
+        e = _load(R["gpt"][run]["eval"])
+        assert_in(fx(e["val_bits_per_char"], 3), text)
+    # the sincos demo from module_checks.json
+    demo = checks["vit_sincos_demo"]
+    if demo["status"] == "ran":
+        assert_in(f"received {demo['transformer_tokens']['32']} tokens at 32×32", text)
+    # appendix: the configuration itself
+    assert_in("contribution_lens", text)
+    assert_in("bench_tokens: 64", text)
+
+
+def test_same_results_give_same_bytes_anywhere(built, tmp_path):
+    root, inputs, pdf = built
+    again = tmp_path / "again.pdf"
+    build_report(inputs, again)
+    assert again.read_bytes() == pdf.read_bytes()
+    # the results copied elsewhere (mtimes kept): the same PDF
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root / "results", moved / "results")
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(moved / "results")))
+    build_report(inputs2, tmp_path / "moved.pdf")
+    assert (tmp_path / "moved.pdf").read_bytes() == pdf.read_bytes()
+
+
+def test_missing_result_names_file_and_rule(built, tmp_path):
+    root, inputs, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    (copy / "vit/main/eval.json").unlink()
+    out = tmp_path / "w.pdf"
+    with pytest.raises(ReportInputError, match=r"results/vit/main/eval\.json is missing: it is made by rule evaluate_vit"):
+        build_report(inputs2, out)
+    assert not out.exists()
+
+    # the CLI reports the same and exits 1
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs2))
+    assert report_main(["--inputs", str(tmp_path / "inputs.json"), "--out", str(out)]) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("rel, content, rule, why", [
+    ("vit/main/heatmap_stats.json", "{\"images\": [", "vit_heatmaps", "is malformed"),
+    ("gpt/small/eval.json", json.dumps({"val_loss": 1.0}), "evaluate_gpt", "val_bits_per_char"),
+    ("gpt/main/metrics.csv", "epoch,train_loss\n1,2.0\n", "train_gpt", "lacks column"),
+    ("theory/scaling.png", "not a png", "rnn_vs_attention", "not a PNG"),
+])
+def test_malformed_result_names_file_and_rule(built, tmp_path, rel, content, rule, why):
+    root, inputs, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    (copy / rel).write_text(content)
+    with pytest.raises(ReportInputError) as err:
+        build_report(inputs2, tmp_path / "w.pdf")
+    msg = str(err.value)
+    assert str(copy / rel) in msg and f"made by rule {rule}" in msg and why in msg
+
+
+def test_non_finite_norms_still_compile(built, tmp_path):
+    """rho = 1.1 over long sequences overflows float64; Python writes Infinity, which Typst's JSON rejects."""
+    root, inputs, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    path = copy / "theory/rnn_vs_attention.json"
+    data = _load(path)
+    data["contribution"]["norms"]["1.1"][-1] = float("inf")
+    path.write_text(json.dumps(data))  # json.dumps writes Infinity
+    assert "Infinity" in path.read_text()
+    build_report(inputs2, tmp_path / "w.pdf")
+    text = pdf_text(tmp_path / "w.pdf")
+    assert_in("the norm reaches ∞ at T = 30", text)
+
+
+def test_benchmark_seconds_reads_snakemake_tsv(tmp_path):
+    p = tmp_path / "b.tsv"
+    _bench(p, 12.5)
+    assert benchmark_seconds(p) == 12.5
+    assert benchmark_seconds(tmp_path / "absent.tsv") is None
+    (tmp_path / "bad.tsv").write_text("x\ty\n1\t2\n")
+    with pytest.raises(ValueError, match="column 's'"):
+        benchmark_seconds(tmp_path / "bad.tsv")
+
+
+def test_make_inputs_follows_the_results_layout():
+    inputs = make_inputs(CONFIG, results="results")
+    r = inputs["results"]
+    assert r["vit"]["wide"]["eval"] == "results/vit/wide/eval.json"
+    assert r["gpt"]["main"]["generation"] == "results/gpt/main/generation.json"
+    assert r["theory"]["rnn_vs_attention"] == "results/theory/rnn_vs_attention.json"
+    assert r["benchmarks"]["train_gpt"]["small"] == "results/benchmarks/train_gpt/small.tsv"
+    assert list(r["vit"]) == ["main", "wide"]  # config order: the first run is the one shown in detail
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["vit"]["runs"]["wide"] = None  # a run set to null is dropped, as in the Snakefile
+    assert list(make_inputs(cfg)["results"]["vit"]) == ["main"]
+
+
+def test_source_date_epoch_sets_the_date(built, tmp_path, monkeypatch):
+    _, inputs, _ = built
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    build_report(inputs, tmp_path / "w.pdf")
+    assert_in("Results dated 1970-01-02 00:00 UTC", pdf_text(tmp_path / "w.pdf", 0))
+    info = pypdf.PdfReader(str(tmp_path / "w.pdf")).metadata
+    assert info.creation_date.year == 1970
+
+
+def test_a_broken_writeup_source_is_a_build_error(built, tmp_path):
+    from attnlab.report.build import ReportBuildError
+
+    _, inputs, _ = built
+    src = tmp_path / "report"
+    shutil.copytree(REPO / "report", src)
+    (src / "writeup.typ").write_text((src / "writeup.typ").read_text() + "\n#let broken = (\n")
+    with pytest.raises(ReportBuildError, match="writeup.typ"):
+        build_report({**inputs, "writeup": str(src / "writeup.typ")}, tmp_path / "w.pdf")
+    assert not (tmp_path / "w.pdf").exists()
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_writeup_cites_its_results(tiny_run):
+    """The report rule's PDF from the whole tiny pipeline (conftest.tiny_run) cites that run's own numbers."""
+    res = tiny_run.workdir / "results"
+    pdf = res / "report" / "writeup.pdf"
+    text = pdf_text(pdf)
+    inputs = _load(res / "logs" / "report.inputs.json")  # what the rule handed to attnlab.report
+    R = inputs["results"]
+    vit_main = next(iter(R["vit"]))
+    gpt_main = next(iter(R["gpt"]))
+    assert_in(f"Test accuracy: {pct(_load(res / 'vit' / vit_main / 'eval.json')['test_accuracy'])}", text)
+    assert_in(f"{fx(_load(res / 'gpt' / gpt_main / 'eval.json')['val_bits_per_char'], 3)} bits per character", text)
+    sp = _load(res / "gpt" / gpt_main / "generation.json")["speed"]
+    assert_in(f"plain generation {fx(sp['plain_tokens_per_s'], 1)} tokens/s", text)
+    for run in R["gpt"]:
+        assert_in(fx(_load(res / "gpt" / run / "eval.json")["val_bits_per_char"], 3), text)
+    for m in _load(res / "theory" / "rnn_vs_attention.json")["scaling"]["methods"].values():
+        assert_in(f"{m['label']} {fx(m['slope_flops'])} {fx(m['slope_seconds'])}", text)
+    for rule, runs in R["benchmarks"].items():
+        for run, path in runs.items():
+            s = benchmark_seconds(tiny_run.workdir / path)
+            assert s is not None, f"{path} missing after a full run"
+            assert_in(f"{rule} {run} {fx(s, 1)}", text)

@@ -1,0 +1,22 @@
+"""Rule report: compile report/writeup.typ with every result into results/report/writeup.pdf.
+
+The INPUTS.json handed to ``python -m attnlab.report`` is kept beside the log
+(results/logs/report.inputs.json) so a failed build can be rerun by hand.
+"""
+import json
+from pathlib import Path
+
+from _stage import run_stage
+
+
+def argv(_section):
+    from attnlab.report.inputs import make_inputs
+
+    inputs = make_inputs(snakemake.params.config, results="results", repo=snakemake.params.repo,
+                         writeup=snakemake.input.writeup)
+    path = Path(snakemake.log[0]).with_suffix(".inputs.json")
+    path.write_text(json.dumps(inputs, indent=1, default=str), encoding="utf-8")
+    return ["--inputs", str(path), "--out", snakemake.output.pdf]
+
+
+run_stage(snakemake, "attnlab.report", argv)
