@@ -200,3 +200,22 @@ def test_attention_benchmark_prints_ratios(capsys):
         loop_ms, vec_ms, torch_ms, loop_ratio, vec_ratio = map(float, r[2:])
         assert loop_ratio == pytest.approx(loop_ms / torch_ms, rel=0.05, abs=0.02)
         assert vec_ratio == pytest.approx(vec_ms / torch_ms, rel=0.05, abs=0.02)
+
+
+def test_inference_weight_stack_follows_parameter_updates():
+    """The no-grad path reuses its stacked weights, but never stale ones after an update."""
+    torch.manual_seed(8)
+    mha = MultiHeadedAttention(D, H)
+    ref = copy_into_torch_mha(mha)
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        mha(x)  # fills the reuse cache
+        for p in mha.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # an in-place update, as an optimizer step does
+        ref = copy_into_torch_mha(mha)
+        out, _ = mha(x)
+        ref_out, _ = ref(x, x, x, need_weights=False)
+    assert (out - ref_out).abs().max() <= 1e-5
+    mha.load_state_dict({k: torch.zeros_like(v) for k, v in mha.state_dict().items()})  # replaced tensors
+    with torch.no_grad():
+        assert torch.all(mha(x)[0] == 0)

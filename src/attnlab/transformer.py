@@ -105,22 +105,37 @@ class MultiHeadedAttention(nn.Module):
         self.heads = nn.ModuleList(AttentionHead(d_model, d_k, bias=qkv_bias) for _ in range(n_heads))
         self.W_O = nn.Linear(n_heads * d_k, self.d_out)
         self.impl = impl
+        self._fused_cache: Optional[tuple] = None  # see _fused_weights
 
     # The loop path is the seed's: each head on its own, then concatenate.
     def _forward_loop(self, x: Tensor, attn_mask: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         outs, maps = zip(*(head(x, attn_mask) for head in self.heads))
         return self.W_O(torch.cat(outs, dim=-1)), torch.stack(maps, dim=1)
 
+    def _fused_weights(self) -> tuple[Tensor, Optional[Tensor]]:
+        """The per-head W_Q, W_K, W_V stacked into one (3*H*d_k, d_model) matrix (and bias).
+
+        While gradients flow the stack is rebuilt every call (it is part of the
+        graph). Without gradients (evaluation, generation) it is reused until a
+        parameter changes: re-stacking on every decoding step would otherwise
+        cost about as much as the step itself for small models.
+        """
+        params = [getattr(h, name) for name in ("W_Q", "W_K", "W_V") for h in self.heads]
+        weights = [lin.weight for lin in params]
+        biases = [lin.bias for lin in params] if params[0].bias is not None else None
+        reuse = not torch.is_grad_enabled()
+        if reuse:
+            key = tuple((t.data_ptr(), t._version) for t in weights + (biases or []))
+            if self._fused_cache is not None and self._fused_cache[0] == key:
+                return self._fused_cache[1]
+        fused = torch.cat(weights, dim=0), None if biases is None else torch.cat(biases)
+        self._fused_cache = (key, fused) if reuse else None
+        return fused
+
     def _fused_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """All heads' Q, K, V from one matmul over the per-head weights, each (B, H, T, d_k)."""
         H, d_k = self.n_heads, self.d_k
-        ws = [h.W_Q.weight for h in self.heads] + [h.W_K.weight for h in self.heads]
-        ws += [h.W_V.weight for h in self.heads]
-        w = torch.cat(ws, dim=0)  # (3*H*d_k, d_model)
-        b = None
-        if self.heads[0].W_Q.bias is not None:
-            bs = [h.W_Q.bias for h in self.heads] + [h.W_K.bias for h in self.heads]
-            b = torch.cat(bs + [h.W_V.bias for h in self.heads])
+        w, b = self._fused_weights()
         B, T, _ = x.shape
         qkv = F.linear(x, w, b).view(B, T, 3, H, d_k).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]

@@ -124,7 +124,10 @@ class DialogueGPT(nn.Module):
         if past + T_new > self.max_len:
             raise ValueError(f"cache of {past} + {T_new} tokens exceeds max_len={self.max_len}")
         # New queries see every cached key plus the new keys causally: (T_new, past + T_new).
-        mask = torch.ones(T_new, past + T_new, dtype=torch.bool, device=ids.device).tril(diagonal=past)
+        # A single new token sees everything, so it needs no mask (and skips the masking work).
+        mask = None
+        if T_new > 1:
+            mask = torch.ones(T_new, past + T_new, dtype=torch.bool, device=ids.device).tril(diagonal=past)
         h = self.transformer(self._embed(ids, past), mask, cache=cache)
         return self.lm_head(self.norm(h[:, -1]))
 
