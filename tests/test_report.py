@@ -63,7 +63,12 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 # ------------------------------------------------- python mirror of fmt.typ ---
 def fx(x: float, d: int = 2) -> str:
-    return f"{x:.{d}f}"
+    """report/fmt.typ's fx: round |x| * 10^d half away from zero (Typst's calc.round), not
+    Python's round-half-even of the exact binary value, which differs on ties such as 8.25."""
+    scaled = math.floor(abs(x) * 10**d + 0.5)
+    s = str(scaled).rjust(d + 1, "0")
+    s = f"{s[:-d]}.{s[-d:]}" if d > 0 else s
+    return f"-{s}" if x < 0 and scaled > 0 else s
 
 
 def pct(x: float, d: int = 1) -> str:

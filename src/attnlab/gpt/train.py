@@ -91,7 +91,7 @@ DEFAULT_CONFIG = {
 # gpt` measures the model size the preset trains.
 CPU_PRESET = {
     "model": {"d_model": 192, "n_heads": 4, "n_layers": 4, "max_len": 256, "dropout": 0.1},
-    "train": {"epochs": 3, "batch_size": 64, "lr": 2.0e-3, "warmup_steps": 100, "num_threads": 2,
+    "train": {"epochs": 5, "batch_size": 64, "lr": 2.0e-3, "warmup_steps": 100, "num_threads": 2,
               "device": "cpu", "amp": False},
 }
 

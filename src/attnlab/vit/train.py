@@ -40,8 +40,11 @@ The CPU preset (config/cpu.yaml) is sized for 2 shared cores (~40 GFLOP/s):
 patch 8 (16 tokens, 4x less work per image than patch 4), dim 96, depth 4,
 4 heads (0.32M parameters), batch 64, lr 2e-3 with half an epoch of warmup,
 flip only (in ~6 epochs the model underfits, so crops would only slow it),
-time_budget_s 420. Measured on the shared JPEG copy: 6 epochs in 362 s, 55.6%
-validation accuracy (a dim-128 model at batch 128 reached 53.2% in 340 s).
+time_budget_s 540. Measured on the shared JPEG copy: with a 420 s budget, 6
+epochs in 362 s and 55.6% validation accuracy; with 540 s, 7 epochs in 505 s
+and 57.8% (a dim-128 model at batch 128 reached 53.2% in 340 s). The model
+still underfits (train accuracy ~ validation accuracy), so on this CPU the
+budget, not the recipe, sets the accuracy.
 
 Reproducibility: every epoch the full training state (model, optimizer, step,
 RNG states of torch/cuda, of the data order, of the augmentation and of
@@ -101,6 +104,17 @@ DEFAULT_CONFIG = {
         "grad_clip": 1.0,  # max global grad norm; null = off
         "eval_batch_size": 1024,
     },
+    "heatmaps": {"n_images": 10},
+}
+
+# config/cpu.yaml's vit section (tests/test_schema.py keeps the two equal).
+CPU_PRESET = {
+    "model": {"img_size": 32, "patch_size": 8, "dim": 96, "depth": 4, "heads": 4, "mlp_ratio": 2.0,
+              "dropout": 0.0, "pos_embed": "learned"},
+    "train": {"epochs": 12, "batch_size": 64, "lr": 2.0e-3, "weight_decay": 0.05, "warmup_epochs": 0.5,
+              "label_smoothing": 0.1, "augment": "flip", "crop_padding": 0, "mixup_alpha": 0.0,
+              "cutmix_alpha": 0.0, "device": "cpu", "amp": False, "num_threads": 2, "time_budget_s": 540,
+              "eval_batch_size": 500},
     "heatmaps": {"n_images": 10},
 }
 

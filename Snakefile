@@ -1,0 +1,60 @@
+# attnlab: transformers from scratch, from the data to a PDF writeup.
+#
+#   snakemake --cores all --use-conda                       # GPU preset (config/config.yaml)
+#   snakemake --cores 2 --configfile config/cpu.yaml        # small CPU preset
+#   snakemake --profile profiles/slurm                      # on a SLURM cluster
+#
+# See docs/pipeline.md for the rule graph, the config keys (config/README.md)
+# and how caching works.
+
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+ROOT = Path(workflow.basedir).resolve()  # the checkout; the working directory may be elsewhere (-d)
+
+configfile: str(ROOT / "config" / "config.yaml")
+
+# Stop before any job on a misspelt key, a wrong type or an out-of-range value:
+# one line per problem naming the key, then Snakemake's own schema report.
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+try:
+    validate(config, SCHEMA)
+except WorkflowError as err:
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    import configcheck
+
+    configcheck.check(config, SCHEMA)
+    raise
+
+
+# Run names of the vit/gpt sweeps (vit.runs, gpt.runs) become the {run} wildcard.
+wildcard_constraints:
+    run=r"[A-Za-z0-9_.-]+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/checks.smk"
+include: "workflow/rules/theory.smk"
+include: "workflow/rules/vit.smk"
+include: "workflow/rules/gpt.smk"
+include: "workflow/rules/report.smk"
+
+
+# Downloads need the network, which cluster compute nodes often lack.
+localrules: all, download_cifar10, download_shakespeare
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report/writeup.pdf",
+        "results/checks/module_checks.json",
+        "results/theory/rnn_vs_attention.json",
+        vit_run_files(),
+        gpt_run_files(),

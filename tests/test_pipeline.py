@@ -1,0 +1,163 @@
+"""The Snakemake pipeline end to end on the tiny config: outputs, caching, interruption.
+
+All tests share one finished run (the ``tiny_run`` fixture in conftest.py) and
+leave it finished: dry runs plan without running, touched files get their old
+modification time back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import planned_jobs, planned_runs
+
+pytestmark = pytest.mark.slow
+
+VIT_RULES = {"train_vit", "evaluate_vit", "vit_heatmaps"}
+GPT_RULES = {"train_gpt", "evaluate_gpt", "generate_gpt"}
+DATA_RULES = {"download_cifar10", "download_shakespeare", "prepare_cifar10", "build_vocab"}
+
+
+@contextmanager
+def edited(path: Path):
+    """Append a comment to ``path`` (newer and different), then restore its bytes and mtime.
+
+    A plain `touch` is not enough: Snakemake (>= 8) keeps checksums of small
+    inputs and rightly ignores a file that is newer but unchanged.
+    """
+    st, original = path.stat(), path.read_bytes()
+    comment = b"\n// edited by a test\n" if path.suffix == ".typ" else b"\n# edited by a test\n"
+    path.write_bytes(original + comment)
+    later = time.time() + 5
+    os.utime(path, (later, later))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_complete_run_writes_every_output(tiny_run):
+    res = tiny_run.workdir / "results"
+    assert (res / "report" / "writeup.pdf").read_bytes()[:5] == b"%PDF-"
+    tiny = yaml.safe_load(tiny_run.config.read_text())
+    gpt_runs = list(tiny["gpt"]["runs"])
+    assert gpt_runs == ["main", "narrow"]
+    for run in gpt_runs:
+        ev = json.loads((res / "gpt" / run / "eval.json").read_text())
+        assert ev["n_tokens"] > 0 and ev["val_loss"] > 0
+        assert json.loads((res / "gpt" / run / "generation.json").read_text())["samples"]
+        # every job has its log and its benchmark
+        for rule in GPT_RULES:
+            assert (res / "logs" / rule / f"{run}.log").is_file()
+            assert (res / "benchmarks" / rule / f"{run}.tsv").read_text().startswith("s\t")
+    # the sweep really trained two different models
+    widths = {run: json.loads((res / "gpt" / run / "train_summary.json").read_text())["n_params"] for run in gpt_runs}
+    assert widths["main"] > widths["narrow"]
+    assert json.loads((res / "checks" / "module_checks.json").read_text())["all_passed"] is True
+    assert (res / "vit" / "main" / "eval.json").is_file() and (res / "vit" / "main" / "heatmap_stats.json").is_file()
+    # offline sources: the download rules never ran
+    assert not (res / "data" / "cifar10" / "download").exists()
+    assert not (res / "data" / "shakespeare" / "input.txt").exists()
+
+
+def test_finished_run_plans_nothing(tiny_run):
+    start = time.perf_counter()
+    proc = tiny_run.snakemake("-n")
+    seconds = time.perf_counter() - start
+    print(f"\n[no-op] snakemake -n on the finished tiny run: {seconds:.2f} s")
+    assert "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_changing_a_gpt_param_plans_only_gpt_and_report(tiny_run, tmp_path):
+    extra = tmp_path / "lr.yaml"
+    extra.write_text(yaml.safe_dump({"gpt": {"train": {"lr": 0.0123}}}))
+    plan = tiny_run.plan(configfiles=(extra,))
+    assert set(plan) == GPT_RULES | {"report", "all"}, plan
+    assert plan["train_gpt"] == 2  # both runs of the sweep inherit gpt.train.lr
+
+
+def test_changing_one_runs_override_plans_only_that_run(tiny_run, tmp_path):
+    extra = tmp_path / "narrow.yaml"
+    extra.write_text(yaml.safe_dump({"gpt": {"runs": {"narrow": {"model": {"d_model": 24}}}}}))
+    proc = tiny_run.snakemake("-n", configfiles=(extra,))
+    assert planned_runs(proc.stdout) == {(rule, "narrow") for rule in GPT_RULES} | {("report", None), ("all", None)}
+
+
+def test_editing_the_writeup_source_plans_only_report(tiny_run):
+    with edited(tiny_run.repo / "report" / "writeup.typ"):
+        plan = tiny_run.plan()
+    assert set(plan) == {"report", "all"}, plan
+
+
+def test_editing_vit_model_code_plans_vit_not_gpt(tiny_run):
+    with edited(tiny_run.repo / "src" / "attnlab" / "vit" / "model.py"):
+        plan = tiny_run.plan()
+    assert VIT_RULES <= set(plan), plan
+    assert "report" in plan
+    assert not (set(plan) & (GPT_RULES | DATA_RULES)), plan
+    # anything else planned must really import the ViT model (e.g. the module checks' ViT demo)
+    import sys
+
+    sys.path.insert(0, str(tiny_run.repo / "workflow" / "scripts"))
+    import pkgdeps
+
+    model = str(tiny_run.repo / "src" / "attnlab" / "vit" / "model.py")
+    for rule in set(plan) - VIT_RULES - {"report", "all"}:
+        assert rule == "module_checks", plan
+        assert model in pkgdeps.source_files(tiny_run.repo / "src", "attnlab.checks")
+
+
+def test_editing_gpt_code_plans_gpt_not_vit(tiny_run):
+    with edited(tiny_run.repo / "src" / "attnlab" / "gpt" / "model.py"):
+        plan = tiny_run.plan()
+    assert GPT_RULES <= set(plan), plan
+    assert not (set(plan) & (VIT_RULES | DATA_RULES)), plan
+
+
+def test_a_killed_job_leaves_nothing_a_rerun_trusts(tiny_run, tmp_path):
+    """SIGKILL snakemake and its job mid-training: the rerun redoes the job and finishes it."""
+    extra = tmp_path / "killme.yaml"
+    extra.write_text(yaml.safe_dump({"gpt": {"runs": {"killme": {"train": {"epochs": 60}}}}}))
+    outdir = tiny_run.workdir / "results" / "gpt" / "killme"
+    target = "results/gpt/killme/checkpoint.pt"
+    console = tmp_path / "snakemake.out"
+    with open(console, "w") as out:
+        proc = subprocess.Popen(tiny_run.command(target, configfiles=(extra,)), cwd=tiny_run.workdir,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        # the trainer's per-epoch resume state shows training is under way
+        while not (outdir / "resume").is_dir() or not any((outdir / "resume").iterdir()):
+            assert proc.poll() is None, f"snakemake ended before the kill:\n{console.read_text()[-4000:]}"
+            assert time.time() < deadline, "training never started"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # the end products are written atomically at the end: not there. (metrics.csv, samples.jsonl and
+    # curves.png are rewritten, whole, after each epoch, so they may exist; Snakemake must not trust them.)
+    assert not (outdir / "checkpoint.pt").exists() and not (outdir / "train_summary.json").exists()
+    # a hard kill leaves snakemake's lock behind; unlocking is the documented first step
+    tiny_run.snakemake("--unlock", configfiles=(extra,))
+    proc = tiny_run.snakemake("-n", target, configfiles=(extra,))
+    assert planned_runs(proc.stdout) == {("train_gpt", "killme")}, proc.stdout[-3000:]
+    if (outdir / "metrics.csv").exists():  # left by the killed job: marked incomplete, hence redone
+        # (--rerun-incomplete, from profiles/default, reports it as a forced rerun)
+        assert re.search(r"reason: (Forced execution|Incomplete)", proc.stdout), proc.stdout[-3000:]
+    # the rerun completes (resuming from the per-epoch state) with a full, valid record
+    tiny_run.snakemake(target, configfiles=(extra,))
+    metrics = (outdir / "metrics.csv").read_text().strip().splitlines()
+    assert [int(line.split(",")[0]) for line in metrics[1:]] == list(range(1, 61))
+    assert "Nothing to be done" in tiny_run.snakemake("-n", target, configfiles=(extra,)).stdout

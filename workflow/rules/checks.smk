@@ -1,0 +1,20 @@
+# Seed Problem 2: the attention modules' checks, recorded as JSON + a mask figure.
+
+rule module_checks:
+    input:
+        pkg_sources("attnlab.checks", "attnlab.checks.__main__"),
+    output:
+        checks="results/checks/module_checks.json",
+        mask="results/checks/attention_mask.png",
+    log:
+        "results/logs/module_checks.log",
+    benchmark:
+        "results/benchmarks/module_checks/module_checks.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/module_checks.py"

@@ -1,0 +1,113 @@
+# Helpers shared by the rule files: run sweeps, config sections, code inputs.
+
+import copy
+import sys
+
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+import pkgdeps  # noqa: E402
+
+SRC = ROOT / "src"
+SCRIPTS = ROOT / "workflow" / "scripts"
+
+
+# ---------------------------------------------------------------- sweeps ----
+def _runs(family):
+    """Run names of vit/gpt in config order; a run set to null is dropped."""
+    return [name for name, over in config[family]["runs"].items() if over is not None]
+
+
+def vit_runs():
+    return _runs("vit")
+
+
+def gpt_runs():
+    return _runs("gpt")
+
+
+for _family in ("vit", "gpt"):
+    if not _runs(_family):
+        raise ValueError(f"config key '{_family}.runs' names no run: keep at least one, e.g. {{main: {{}}}}")
+
+
+def _merge(base, over):
+    out = copy.deepcopy(dict(base))
+    for key, value in (over or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def run_section(family, run, keys):
+    """The ``keys`` sub-sections of ``family`` with run ``run``'s overrides merged in.
+
+    This is what a stage receives as ``--config`` and what the rule passes as
+    ``params.section``, so changing it (and only it) reruns the rule.
+    """
+    section = {key: config[family][key] for key in keys}
+    over = config[family]["runs"][run] or {}
+    return _merge(section, {k: v for k, v in over.items() if k in keys})
+
+
+# Files each run produces, for `all` and for the report rule's inputs.
+VIT_RUN_OUTPUTS = [
+    "checkpoint.pt", "metrics.csv", "curves.png", "train_summary.json",
+    "eval.json", "confusion.png",
+    "heatmaps.png", "rollout.png", "heatmap_stats.json",
+]
+GPT_RUN_OUTPUTS = [
+    "checkpoint.pt", "metrics.csv", "samples.jsonl", "curves.png", "train_summary.json",
+    "eval.json",
+    "generation.txt", "generation.json",
+]
+
+
+def vit_run_files(name=None):
+    """results/vit/{run}/<file> for every ViT run (or for file ``name`` only)."""
+    names = [name] if name else VIT_RUN_OUTPUTS
+    return [f"results/vit/{run}/{n}" for run in vit_runs() for n in names]
+
+
+def gpt_run_files(name=None):
+    names = [name] if name else GPT_RUN_OUTPUTS
+    return [f"results/gpt/{run}/{n}" for run in gpt_runs() for n in names]
+
+
+# ------------------------------------------------------------ code inputs ---
+def pkg_sources(*modules, cli=None):
+    """Package source files the given stage modules import (transitively), plus the
+    scripts' shared helper: as inputs they make an edit of the code rerun the rule.
+
+    ``cli`` names a dispatching command-line module (e.g. attnlab.data.__main__)
+    whose own file counts but whose lazy imports serve other rules too.
+    """
+    files = pkgdeps.source_files(SRC, *modules)
+    if cli:
+        files.append(str(pkgdeps.module_file(SRC, cli)))
+    return sorted(set(files)) + [str(SCRIPTS / "_stage.py")]
+
+
+# ------------------------------------------------------------ data sources --
+DATA = config["data"]
+CIFAR_DOWNLOAD = "results/data/cifar10/download/cifar-10-python.tar.gz"
+SHAKESPEARE_DOWNLOAD = "results/data/shakespeare/input.txt"
+
+
+def _offline(key):
+    path = DATA[key]["path"]
+    if path and not Path(path).exists():
+        raise ValueError(
+            f"config key 'data.{key}.path' points at {path}, which does not exist "
+            f"(relative paths are read from the working directory {Path.cwd()}); "
+            f"fix the path or set it to null to download from data.{key}.url"
+        )
+    return path
+
+
+def cifar10_source(wildcards=None):
+    return _offline("cifar10") or CIFAR_DOWNLOAD
+
+
+def shakespeare_text(wildcards=None):
+    return _offline("shakespeare") or SHAKESPEARE_DOWNLOAD

@@ -1,0 +1,77 @@
+# DialogueGPT on tiny-shakespeare dialogues, one set of jobs per run of gpt.runs.
+
+SHAKESPEARE = "results/data/shakespeare"
+
+
+rule train_gpt:
+    input:
+        dialogues=f"{SHAKESPEARE}/dialogues.pt",
+        vocab=f"{SHAKESPEARE}/vocab.json",
+        code=pkg_sources("attnlab.gpt.train"),
+    output:
+        checkpoint="results/gpt/{run}/checkpoint.pt",
+        metrics="results/gpt/{run}/metrics.csv",
+        samples="results/gpt/{run}/samples.jsonl",
+        curves="results/gpt/{run}/curves.png",
+        summary="results/gpt/{run}/train_summary.json",
+    params:
+        section=lambda wc: run_section("gpt", wc.run, ["model", "train"]),
+    log:
+        "results/logs/train_gpt/{run}.log",
+    benchmark:
+        "results/benchmarks/train_gpt/{run}.tsv"
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=480,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train_gpt.py"
+
+
+rule evaluate_gpt:
+    input:
+        checkpoint="results/gpt/{run}/checkpoint.pt",
+        vocab=f"{SHAKESPEARE}/vocab.json",
+        text=f"{SHAKESPEARE}/val.txt",
+        code=pkg_sources("attnlab.gpt.evaluate"),
+    output:
+        eval="results/gpt/{run}/eval.json",
+    log:
+        "results/logs/evaluate_gpt/{run}.log",
+    benchmark:
+        "results/benchmarks/evaluate_gpt/{run}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/evaluate_gpt.py"
+
+
+rule generate_gpt:
+    input:
+        checkpoint="results/gpt/{run}/checkpoint.pt",
+        vocab=f"{SHAKESPEARE}/vocab.json",
+        code=pkg_sources("attnlab.gpt.generate"),
+    output:
+        txt="results/gpt/{run}/generation.txt",
+        json="results/gpt/{run}/generation.json",
+    params:
+        section=lambda wc: run_section("gpt", wc.run, ["generate"]),
+    log:
+        "results/logs/generate_gpt/{run}.log",
+    benchmark:
+        "results/benchmarks/generate_gpt/{run}.tsv"
+    threads: 1  # the plain-vs-cached speed comparison wants a quiet core
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/generate_gpt.py"

@@ -1,0 +1,141 @@
+"""Shared plumbing of the thin rule scripts.
+
+Each script in this folder reads ``snakemake.input/output/params``, and hands
+the work to a stage module's ``main(argv)`` through :func:`run_stage`, which
+
+* puts the checkout's ``src/`` first on ``sys.path``, so the code the rule
+  depends on (and whose files are the rule's inputs) is the code that runs,
+  with ``--use-conda`` environments too (they hold only third-party packages);
+* writes the rule's config section (``params.section``) to a temporary YAML
+  file for the stage's ``--config`` option;
+* sends stdout and stderr (file descriptors, so C-level output too) to the
+  rule's log file;
+* exits with the stage's return code, so a failing stage fails the job and
+  Snakemake removes the job's outputs.
+
+Training rules also pass ``resume_dir``: the trainers keep per-epoch state there
+so that a killed job continues where it stopped. That state is only valid for
+another attempt at the *same* job; :func:`run_stage` stamps it with the job's
+params, input files and code, discards it when the stamp differs (a changed
+config or edited model code must train from scratch, not resume), and removes
+it once the job has succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _use_checkout_source() -> None:
+    if SRC.is_dir() and str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))
+
+
+def _redirect_to_log(log: str | None) -> None:
+    if not log:
+        return
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    # line-buffer so a killed job's log still shows how far it got
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+
+
+def config_file(section: Any, tmpdir: str) -> str:
+    """Write ``section`` (a plain mapping) as YAML in ``tmpdir``; return the path."""
+    import yaml
+
+    path = os.path.join(tmpdir, "section.yaml")
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(_plain(section), fh, sort_keys=False)
+    return path
+
+
+def _plain(obj: Any) -> Any:
+    """Snakemake's config values may be its own dict/list subclasses; YAML wants plain ones."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def job_stamp(snakemake: Any) -> dict:
+    """What makes a training job this job: its params and the size/mtime of every input (data and code)."""
+    inputs = {}
+    for path in sorted(set(map(str, snakemake.input))):
+        st = os.stat(path)
+        inputs[path] = [st.st_size, st.st_mtime_ns]
+    return {"rule": snakemake.rule, "wildcards": dict(snakemake.wildcards.items()),
+            "params": _plain(dict(snakemake.params.items())), "inputs": inputs}
+
+
+def _prepare_resume(resume_dir: Path, stamp: dict) -> Path:
+    import json
+    import shutil
+
+    stamp_file = resume_dir.with_name(resume_dir.name + ".stamp.json")
+    old = None
+    if stamp_file.is_file():
+        try:
+            old = json.loads(stamp_file.read_text())
+        except ValueError:
+            old = None
+    if resume_dir.exists() and old != stamp:
+        print(f"[resume] discarding {resume_dir}: written by a different job (params, inputs or code changed)",
+              file=sys.stderr, flush=True)
+        shutil.rmtree(resume_dir)
+    elif resume_dir.exists():
+        print(f"[resume] continuing the interrupted attempt in {resume_dir}", file=sys.stderr, flush=True)
+    resume_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stamp_file.with_suffix(".part")
+    tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
+    os.replace(tmp, stamp_file)
+    return stamp_file
+
+
+def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], list[str]],
+              resume_dir: str | os.PathLike | None = None) -> None:
+    """Import ``module`` and exit with ``module.main(build_argv(config_path))``.
+
+    ``build_argv`` receives the path of the YAML with ``snakemake.params.section``
+    (None when the rule has no section) and returns the stage's CLI arguments.
+    ``resume_dir``: the trainer's resume-state folder (see the module docstring).
+    """
+    log = snakemake.log[0] if len(snakemake.log) else None
+    _redirect_to_log(log)
+    _use_checkout_source()
+    import importlib
+
+    mod = importlib.import_module(module)
+    if not hasattr(mod, "main"):  # a package whose CLI lives in __main__.py
+        mod = importlib.import_module(module + ".__main__")
+    main = mod.main
+    section = getattr(snakemake.params, "section", None)
+    stamp_file = _prepare_resume(Path(resume_dir), job_stamp(snakemake)) if resume_dir else None
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"attnlab-{snakemake.rule}-") as tmp:
+        argv = build_argv(config_file(section, tmp) if section is not None else None)
+        print(f"[{snakemake.rule}] python -m {module} {' '.join(argv)}", file=sys.stderr, flush=True)
+        rc = main(argv)
+    if stamp_file is not None and not rc:
+        import shutil
+
+        shutil.rmtree(resume_dir, ignore_errors=True)  # done: nothing left to resume
+        stamp_file.unlink(missing_ok=True)
+    print(f"[{snakemake.rule}] finished rc={rc} in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(int(rc or 0))
