@@ -222,3 +222,14 @@ def test_generate_cli_writes_samples_and_speed(corpus, straight, tmp_path):
     assert sp["new_tokens"] == 30 and sp["identical"] is True
     assert sp["speedup"] == pytest.approx(sp["plain_seconds"] / sp["cached_seconds"])
     assert "ROMEO" in (tmp_path / "g.txt").read_text()
+    # seeded sampling beside the greedy text: top-k sampling redone by hand with the same generator
+    assert res["sampling"] == {"temperature": 0.8, "top_k": 40, "seed": 0}
+    for i, s in enumerate(res["sampled"]):  # prompt i is sampled with seed + i
+        ids = tok.encode(s["prompt"])
+        gen = torch.Generator().manual_seed(0 + i)
+        for _ in range(7):
+            logits = model(torch.tensor([ids[-model.max_len:]]))[0, -1].float() / 0.8
+            kth = torch.topk(logits, min(40, logits.numel())).values[-1]
+            probs = torch.softmax(logits.masked_fill(logits < kth, float("-inf")), -1)
+            ids.append(int(torch.multinomial(probs, 1, generator=gen)))
+        assert s["text"] == tok.decode(ids[1:])

@@ -53,10 +53,12 @@ def time_generation(model: DialogueGPT, prefix: Sequence[int], new_tokens: int, 
             "speedup": plain_s / cached_s, "identical": plain == cached}
 
 
-def generate_samples(model: DialogueGPT, tok, prompts: Sequence[str], num_tokens: int) -> list[dict]:
+def generate_samples(model: DialogueGPT, tok, prompts: Sequence[str], num_tokens: int,
+                     temperature: float = 0.0, top_k: Optional[int] = None, seed: int = 0) -> list[dict]:
     out = []
-    for prompt in prompts:
-        ids = model.generate(tok.encode(prompt), num_tokens)
+    for i, prompt in enumerate(prompts):
+        # seed + i: with one seed for all, prompts that differ only in the speaker draw the same words
+        ids = model.generate(tok.encode(prompt), num_tokens, temperature=temperature, top_k=top_k, seed=seed + i)
         out.append({"prompt": prompt, "text": tok.decode(ids[1:]), "ids": ids})  # text without start
     return out
 
@@ -75,9 +77,15 @@ def run(checkpoint: str | Path, vocab_path: str | Path, cfg: Optional[dict] = No
     tok = load_tokenizer(vocab_path, model.vocab_size)
     with torch.no_grad():
         samples = generate_samples(model, tok, gcfg["prompts"], gcfg["num_tokens"])
+        # Greedy decoding of a small model tends to loop; seeded sampling shows what else it learned.
+        sampled = []
+        if gcfg["temperature"] > 0:
+            sampled = generate_samples(model, tok, gcfg["prompts"], gcfg["num_tokens"],
+                                       gcfg["temperature"], gcfg["top_k"], gcfg["seed"])
         speed = time_generation(model, tok.encode(gcfg["prompts"][0]), gcfg["bench_tokens"])
     speed["device"] = str(dev)
     return {"num_tokens": gcfg["num_tokens"], "samples": samples, "speed": speed,
+            "sampled": sampled, "sampling": {k: gcfg[k] for k in ("temperature", "top_k", "seed")},
             "checkpoint": str(checkpoint)}
 
 
@@ -85,6 +93,11 @@ def render_text(result: dict) -> str:
     lines = [f"Greedy generation, {result['num_tokens']} new tokens per prompt\n"]
     for s in result["samples"]:
         lines += [f"--- prompt: {s['prompt']}", s["text"], ""]
+    if result.get("sampled"):
+        sm = result["sampling"]
+        lines.append(f"Sampled (temperature {sm['temperature']}, top-k {sm['top_k']}, seed {sm['seed']})\n")
+        for s in result["sampled"]:
+            lines += [f"--- prompt: {s['prompt']}", s["text"], ""]
     sp = result["speed"]
     lines.append(f"Speed ({sp['new_tokens']} new tokens, {sp['device']}): plain {sp['plain_tokens_per_s']:.1f} "
                  f"tok/s, KV-cached {sp['cached_tokens_per_s']:.1f} tok/s, speed-up {sp['speedup']:.2f}x, "

@@ -83,7 +83,9 @@ DEFAULT_CONFIG = {
         "compile": False,
         "num_threads": None,
     },
-    "generate": {"prompts": list(DEFAULT_PROMPTS), "num_tokens": 50, "bench_tokens": 250},
+    "generate": {"prompts": list(DEFAULT_PROMPTS), "num_tokens": 50, "bench_tokens": 250,
+                 # besides the seed's greedy text: seeded samples (temperature 0 = greedy only)
+                 "temperature": 0.8, "top_k": 40, "seed": 0},
 }
 
 # The CPU preset (config/cpu.yaml carries the same values): the whole training
