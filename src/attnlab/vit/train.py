@@ -43,9 +43,12 @@ flip only (in ~6 epochs the model underfits, so crops would only slow it),
 time_budget_s 590 (the ViT stages' 10 minutes less preparation, evaluation
 and heatmaps). Measured on the shared JPEG copy: with a 420 s budget, 6
 epochs in 362 s and 55.6% validation accuracy; with 540 s, 7 epochs in 505 s
-and 57.8% (a dim-128 model at batch 128 reached 53.2% in 340 s). The model
-still underfits (train accuracy ~ validation accuracy), so on this CPU the
-budget, not the recipe, sets the accuracy.
+and 57.8-58.1%; with 590 s, 9-10 epochs in ~580 s and 59.2-59.7% (epoch 9 of
+10 reached 60.4%), the ViT stages then taking ~610 s in all. A dim-128 model
+at batch 128 reached 53.2% in 340 s; batch 32 without label smoothing was
+slower per image and behind at every epoch. The model still underfits (train
+accuracy ~ validation accuracy), so on this CPU the budget, not the recipe,
+sets the accuracy; torch.compile gave no speed-up here.
 
 Reproducibility: every epoch the full training state (model, optimizer, step,
 RNG states of torch/cuda, of the data order, of the augmentation and of
