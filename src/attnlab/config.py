@@ -36,6 +36,16 @@ def resolve(defaults: Mapping[str, Any], user: Mapping[str, Any] | None, where: 
     return out
 
 
+def plain(obj: Any) -> Any:
+    """Nested mappings/sequences as plain dicts/lists: Snakemake's config values are its own
+    subclasses, which YAML and JSON writers do not accept."""
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
 def load_config_file(path: str | Path | None) -> dict:
     """Read a YAML or JSON file (JSON is YAML, so one loader serves both)."""
     if path is None:

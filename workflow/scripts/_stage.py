@@ -57,29 +57,24 @@ def config_file(section: Any, tmpdir: str) -> str:
     """Write ``section`` (a plain mapping) as YAML in ``tmpdir``; return the path."""
     import yaml
 
+    from attnlab.config import plain
+
     path = os.path.join(tmpdir, "section.yaml")
     with open(path, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(_plain(section), fh, sort_keys=False)
+        yaml.safe_dump(plain(section), fh, sort_keys=False)
     return path
-
-
-def _plain(obj: Any) -> Any:
-    """Snakemake's config values may be its own dict/list subclasses; YAML wants plain ones."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def job_stamp(snakemake: Any) -> dict:
     """What makes a training job this job: its params and the size/mtime of every input (data and code)."""
+    from attnlab.config import plain
+
     inputs = {}
     for path in sorted(set(map(str, snakemake.input))):
         st = os.stat(path)
         inputs[path] = [st.st_size, st.st_mtime_ns]
     return {"rule": snakemake.rule, "wildcards": dict(snakemake.wildcards.items()),
-            "params": _plain(dict(snakemake.params.items())), "inputs": inputs}
+            "params": plain(dict(snakemake.params.items())), "inputs": inputs}
 
 
 def _prepare_resume(resume_dir: Path, stamp: dict) -> Path:

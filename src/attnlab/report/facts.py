@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from attnlab.config import plain
+
 
 def git_commit(repo: str | Path | None) -> dict:
     """{"commit": full hash or "unknown", "dirty": bool} of the checkout the pipeline ran from."""
@@ -77,12 +79,5 @@ def wall_times(benchmarks: Mapping[str, Mapping[str, str]]) -> list[dict]:
 def config_yaml(config: Mapping[str, Any]) -> str:
     import yaml
 
-    return yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=False, width=88, allow_unicode=True)
+    return yaml.safe_dump(plain(config), sort_keys=False, default_flow_style=False, width=88, allow_unicode=True)
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
