@@ -34,6 +34,22 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float,
+                        no_decay_names: tuple[str, ...] = ()) -> list[dict]:
+    """AdamW parameter groups: decay weight matrices only (nanoGPT, timm).
+
+    Biases and norm gains (1-D) and any parameter whose name contains one of
+    ``no_decay_names`` get no decay. Tied parameters appear once.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():  # shared (tied) parameters are listed once
+        if not p.requires_grad:
+            continue
+        keep = p.dim() >= 2 and not any(n in name for n in no_decay_names)
+        (decay if keep else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA (where it pays off); a no-op elsewhere."""
     if enabled and device.type == "cuda":

@@ -58,7 +58,8 @@ from attnlab import config as cfgmod
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, pad_batch, score_dialogues, summarize, training_chunks
 from attnlab.io import atomic_path, torch_save, write_json, write_text
-from attnlab.runtime import Progress, autocast, describe_hardware, pick_device, seed_everything
+from attnlab.runtime import (Progress, autocast, describe_hardware, pick_device, seed_everything,
+                              weight_decay_groups)
 
 DEFAULT_PROMPTS = ["ROMEO:", "JULIET:", "First Citizen:"]
 
@@ -142,17 +143,6 @@ def sample_prompts(model: DialogueGPT, tok, prompts, num_tokens: int) -> list[di
         ids = model.generate(tok.encode(prompt), num_tokens, use_cache=True)
         out.append({"prompt": prompt, "text": tok.decode(ids[1:])})  # drop the start token
     return out
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    # Decay matrices (incl. the tied embedding), not biases or LayerNorm gains (nanoGPT).
-    seen, decay, no_decay = set(), [], []
-    for p in model.parameters():
-        if id(p) in seen or not p.requires_grad:
-            continue
-        seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def lr_at(step: int, total: int, tcfg: dict) -> float:
@@ -239,7 +229,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     seed_everything(tcfg["seed"])
     mcfg = model_config(cfg, data["vocab_size"], data["pad_id"])
     model = DialogueGPT(**mcfg).to(device)
-    opt = torch.optim.AdamW(param_groups(model, tcfg["weight_decay"]), lr=tcfg["lr"],
+    # Decay matrices (incl. the tied embedding), not biases or LayerNorm gains (nanoGPT).
+    opt = torch.optim.AdamW(weight_decay_groups(model, tcfg["weight_decay"]), lr=tcfg["lr"],
                             betas=(0.9, 0.95), **({"fused": True} if device.type == "cuda" else {}))
     fwd = torch.compile(model, dynamic=True) if tcfg["compile"] else model
     loss_fn = DialogueLoss()

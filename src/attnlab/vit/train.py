@@ -72,7 +72,8 @@ import torch.nn.functional as F
 
 from attnlab.config import ConfigError, digest, load_config_file, resolve
 from attnlab.io import atomic_path, torch_save, write_json
-from attnlab.runtime import Progress, autocast, describe_hardware, pick_device, seed_everything
+from attnlab.runtime import (Progress, autocast, describe_hardware, pick_device, seed_everything,
+                              weight_decay_groups)
 from attnlab.vit.augment import mix_batch, normalize, random_crop_flip
 from attnlab.vit.model import VisionTransformer
 
@@ -158,12 +159,7 @@ def load_prepared(data_dir: str | Path) -> tuple[dict, dict]:
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices only: norms, biases, class token and positional embedding are left alone."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 and "pos_embed" not in name and "cls_token" not in name else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return weight_decay_groups(model, weight_decay, ("pos_embed", "cls_token"))
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
