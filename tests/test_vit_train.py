@@ -1,6 +1,7 @@
 """ViT trainer: outputs, exact resume, refused resume, NaN stop, schedule, augmentation."""
 
 import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,55 @@ def test_time_budget_shortens_the_schedule(prepared, tmp_path):
     summary = vt.train(merged(epochs=4, time_budget_s=1e-6), prepared, tmp_path)
     assert summary["epochs"] == vt.CALIBRATION_EPOCHS and summary["planned_epochs"] == 4
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == vt.CALIBRATION_EPOCHS
+
+
+def test_time_budget_counts_saving_the_resume_state(prepared, tmp_path, monkeypatch):
+    # Tiny epochs take ~0.05 s; saving the resume state is slowed to 0.3 s. Counting
+    # the saves, about 6 epochs fit in 2 s; not counting them, all 20 would "fit".
+    real_save = vt.torch_save
+
+    def slow_save(obj, path):
+        time.sleep(0.3)
+        real_save(obj, path)
+
+    monkeypatch.setattr(vt, "torch_save", slow_save)
+    summary = vt.train(merged(epochs=20, time_budget_s=2.0), prepared, tmp_path)
+    rows = pd.read_csv(tmp_path / "metrics.csv")
+    assert vt.CALIBRATION_EPOCHS < summary["epochs"] < 20
+    # every epoch's save is in the total (the last one included), and the total
+    # stays within the budget plus at most one epoch
+    assert summary["train_seconds"] >= rows["seconds"].sum() + 0.3 * len(rows)
+    assert summary["train_seconds"] < 2.0 + 1.0
+
+
+def test_adamw_takes_the_fused_kernel_and_matches_the_reference_update():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = vt.make_adamw([{"params": params, "weight_decay": 0.05}], 1e-2)
+    ref_opt = torch.optim.AdamW([{"params": ref, "weight_decay": 0.05}], lr=1e-2, foreach=False)
+    for _ in range(3):
+        for p, r in zip(params, ref):
+            g = torch.randn_like(p)
+            p.grad, r.grad = g.clone(), g.clone()
+        opt.step()
+        ref_opt.step()
+    for p, r in zip(params, ref):
+        torch.testing.assert_close(p, r)
+    assert opt.defaults["fused"]  # torch >= 2.4 has a fused CPU kernel
+
+
+def test_adamw_falls_back_to_foreach_without_a_fused_kernel(monkeypatch):
+    real = torch.optim.AdamW
+
+    def no_fused(*args, fused=None, **kw):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    opt = vt.make_adamw([{"params": [torch.nn.Parameter(torch.zeros(2))]}], 1e-3)
+    assert isinstance(opt, real) and opt.defaults["foreach"] and not opt.defaults["fused"]
 
 
 def test_lr_schedule_warmup_then_cosine():
