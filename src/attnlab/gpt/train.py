@@ -58,7 +58,7 @@ from attnlab import config as cfgmod
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, pad_batch, score_dialogues, summarize, training_chunks
 from attnlab.io import atomic_path, torch_save, write_json, write_text
-from attnlab.runtime import (Progress, autocast, describe_hardware, pick_device, seed_everything,
+from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
                               weight_decay_groups)
 
 DEFAULT_PROMPTS = ["ROMEO:", "JULIET:", "First Citizen:"]
@@ -230,8 +230,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     mcfg = model_config(cfg, data["vocab_size"], data["pad_id"])
     model = DialogueGPT(**mcfg).to(device)
     # Decay matrices (incl. the tied embedding), not biases or LayerNorm gains (nanoGPT).
-    opt = torch.optim.AdamW(weight_decay_groups(model, tcfg["weight_decay"]), lr=tcfg["lr"],
-                            betas=(0.9, 0.95), **({"fused": True} if device.type == "cuda" else {}))
+    opt = make_adamw(weight_decay_groups(model, tcfg["weight_decay"]), tcfg["lr"], betas=(0.9, 0.95))
     fwd = torch.compile(model, dynamic=True) if tcfg["compile"] else model
     loss_fn = DialogueLoss()
 

@@ -58,8 +58,8 @@ noise):
   3e-3, 2 heads, dim 128, dim 80 x depth 6, depth 8 and MLP ratio 4 were
   all within noise of the baseline or slower for the same accuracy.
 - Speed: fused AdamW takes 1.5-1.8 ms per step here against 5.1-5.3 ms for
-  foreach (``make_adamw``); flash SDPA beats the math path and a hand-written
-  softmax for these shapes; torch.compile gave no speed-up; two 1-thread
+  foreach (``attnlab.runtime.make_adamw``); flash SDPA beats the math path and
+  a hand-written softmax for these shapes; torch.compile gave no speed-up; two 1-thread
   data-parallel processes (gloo) would add only ~10-15% over one 2-thread
   process.
 
@@ -85,7 +85,7 @@ import torch.nn.functional as F
 
 from attnlab.config import ConfigError, digest, load_config_file, resolve
 from attnlab.io import atomic_path, torch_save, write_json
-from attnlab.runtime import (Progress, autocast, describe_hardware, pick_device, seed_everything,
+from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
                               weight_decay_groups)
 from attnlab.vit.augment import mix_batch, normalize, random_crop_flip
 from attnlab.vit.model import VisionTransformer
@@ -173,19 +173,6 @@ def load_prepared(data_dir: str | Path) -> tuple[dict, dict]:
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices only: norms, biases, class token and positional embedding are left alone."""
     return weight_decay_groups(model, weight_decay, ("pos_embed", "cls_token"))
-
-
-def make_adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where torch has one for the device, else foreach.
-
-    On this project's 2-core CPU the fused update takes 1.5-1.8 ms per step
-    against 5.1-5.3 ms for foreach and 10 ms for the per-tensor loop (the
-    earlier patch-8 preset's 0.32M parameters in ~60 tensors), i.e. ~5% of its step.
-    """
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device / torch
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), foreach=True)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -300,7 +287,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     model_config = dict(mc, in_chans=int(images.shape[1]), num_classes=len(classes))
     model = VisionTransformer(**model_config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = make_adamw(param_groups(model, tc["weight_decay"]), tc["lr"])
+    opt = make_adamw(param_groups(model, tc["weight_decay"]), tc["lr"], betas=(0.9, 0.999))
     fwd = model
     if tc["compile"]:
         mode = tc["compile"] if isinstance(tc["compile"], str) else None
