@@ -88,9 +88,9 @@ class DialogueGPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-        for layer in self.transformer.layers:
-            for proj in (layer.attn.W_O, layer.ffn.net[3]):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.W_O.weight", "ffn.fc2.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights count once
@@ -105,7 +105,7 @@ class DialogueGPT(nn.Module):
         T = input_ids.shape[1]
         if T > self.max_len:
             raise ValueError(f"sequence of {T} tokens exceeds max_len={self.max_len}; "
-                             "chunk it (see attnlab.gpt.evaluate.windows)")
+                             "chunk it (see attnlab.gpt.scoring.windows)")
         mask = attention_mask(input_mask, T, input_ids.device)
         out = self.transformer(self._embed(input_ids, 0), mask, return_attention=return_attention)
         if return_attention:
@@ -261,7 +261,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[DialogueGPT, 
         if key not in ckpt:
             raise ValueError(f"{path} is not a DialogueGPT checkpoint (no '{key}' entry)")
     model = DialogueGPT(**ckpt["model_config"])
-    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["state_dict"].items()}
-    model.load_state_dict(state)
+    model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, ckpt
