@@ -112,3 +112,9 @@ def test_bad_config_stops_before_any_job(tmp_path, override, key, why):
     assert f"config key '{key}'" in proc.stdout and why in proc.stdout, proc.stdout[-3000:]
     assert "Building DAG" not in proc.stdout  # stopped at start-up, nothing planned
     assert not (tmp_path / "work" / "results").exists()
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+                           "--lint"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout, proc.stdout[-3000:]

@@ -10,6 +10,7 @@ rule download_cifar10:
     params:
         url=DATA["cifar10"]["url"],
         md5=DATA["cifar10"]["md5"],
+        code=code("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     log:
         "results/logs/download_cifar10.log",
     benchmark:
@@ -20,8 +21,6 @@ rule download_cifar10:
         runtime=60,
     conda:
         "../../envs/data.yaml"
-    input:
-        pkg_sources("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     script:
         "../scripts/download_cifar10.py"
 
@@ -29,7 +28,6 @@ rule download_cifar10:
 rule prepare_cifar10:
     input:
         source=cifar10_source,
-        code=pkg_sources("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     output:
         train="results/data/cifar10/train.pt",
         test="results/data/cifar10/test.pt",
@@ -37,6 +35,7 @@ rule prepare_cifar10:
     params:
         # the official md5 only applies to the official tarball; null skips the check
         md5=DATA["cifar10"]["md5"],
+        code=code("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     log:
         "results/logs/prepare_cifar10.log",
     benchmark:
@@ -57,6 +56,7 @@ rule download_shakespeare:
     params:
         url=DATA["shakespeare"]["url"],
         sha256=DATA["shakespeare"]["sha256"],
+        code=code("attnlab.data.shakespeare", cli="attnlab.data.__main__"),
     log:
         "results/logs/download_shakespeare.log",
     benchmark:
@@ -67,8 +67,6 @@ rule download_shakespeare:
         runtime=10,
     conda:
         "../../envs/data.yaml"
-    input:
-        pkg_sources("attnlab.data.shakespeare", cli="attnlab.data.__main__"),
     script:
         "../scripts/download_shakespeare.py"
 
@@ -76,7 +74,6 @@ rule download_shakespeare:
 rule build_vocab:
     input:
         text=shakespeare_text,
-        code=pkg_sources("attnlab.data.vocab", cli="attnlab.data.__main__"),
     output:
         vocab="results/data/shakespeare/vocab.json",
         dialogues="results/data/shakespeare/dialogues.pt",
@@ -85,6 +82,7 @@ rule build_vocab:
         val_text="results/data/shakespeare/val.txt",
     params:
         sha256=DATA["shakespeare"]["sha256"],
+        code=code("attnlab.data.vocab", cli="attnlab.data.__main__"),
         # the stage's flat section: the split keys of data.shakespeare + data.tokenizer
         section={
             **{k: DATA["shakespeare"][k] for k in ("val_fraction", "seed")},

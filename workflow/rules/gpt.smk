@@ -7,7 +7,6 @@ rule train_gpt:
     input:
         dialogues=f"{SHAKESPEARE}/dialogues.pt",
         vocab=f"{SHAKESPEARE}/vocab.json",
-        code=pkg_sources("attnlab.gpt.train"),
     output:
         checkpoint="results/gpt/{run}/checkpoint.pt",
         metrics="results/gpt/{run}/metrics.csv",
@@ -16,6 +15,7 @@ rule train_gpt:
         summary="results/gpt/{run}/train_summary.json",
     params:
         section=lambda wc: run_section("gpt", wc.run, ["model", "train"]),
+        code=code("attnlab.gpt.train"),
     log:
         "results/logs/train_gpt/{run}.log",
     benchmark:
@@ -36,9 +36,10 @@ rule evaluate_gpt:
         checkpoint="results/gpt/{run}/checkpoint.pt",
         vocab=f"{SHAKESPEARE}/vocab.json",
         text=f"{SHAKESPEARE}/val.txt",
-        code=pkg_sources("attnlab.gpt.evaluate"),
     output:
         eval="results/gpt/{run}/eval.json",
+    params:
+        code=code("attnlab.gpt.evaluate"),
     log:
         "results/logs/evaluate_gpt/{run}.log",
     benchmark:
@@ -57,12 +58,12 @@ rule generate_gpt:
     input:
         checkpoint="results/gpt/{run}/checkpoint.pt",
         vocab=f"{SHAKESPEARE}/vocab.json",
-        code=pkg_sources("attnlab.gpt.generate"),
     output:
         txt="results/gpt/{run}/generation.txt",
         json="results/gpt/{run}/generation.json",
     params:
         section=lambda wc: run_section("gpt", wc.run, ["generate"]),
+        code=code("attnlab.gpt.generate"),
     log:
         "results/logs/generate_gpt/{run}.log",
     benchmark:

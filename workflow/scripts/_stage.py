@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
+SRC = ROOT / "src"
 
 
 def _use_checkout_source() -> None:
@@ -66,7 +67,7 @@ def config_file(section: Any, tmpdir: str) -> str:
 
 
 def job_stamp(snakemake: Any) -> dict:
-    """What makes a training job this job: its params and the size/mtime of every input (data and code)."""
+    """What makes a training job this job: its params (the code digest among them) and the size/mtime of every input."""
     from attnlab.config import plain
 
     inputs = {}
