@@ -1,21 +1,15 @@
 """DialogueGPT: a word-level GPT on the from-scratch Transformer (seed Problem 4c-4e).
 
 token embedding + learned absolute positions -> Transformer (pre-LN blocks,
-causal mask combined with the padding mask) -> final LayerNorm -> LM head.
+causal mask combined with the padding mask) -> final LayerNorm -> LM head,
+whose weight is the token embedding's by default (``tie_weights``).
 
-The LM head shares its weight with the token embedding by default
-(``tie_weights=True``). With a word vocabulary of ~10k types and only ~250k
-training tokens, the embedding and the head are most of the parameters;
-tying halves them, gives the rare words' output rows the gradient of their
-input uses too, and in our runs overfits later than an untied head (the
-usual finding of Press & Wolf 2017 / nanoGPT).
-
-Generation (``generate``) is the seed's greedy loop with two paths over the
-same weights: ``use_cache=False`` re-encodes the whole context for every new
-token; ``use_cache=True`` encodes the prompt once and then feeds one token
-at a time, keeping every layer's keys and values (the ``cache`` API of
-:mod:`attnlab.transformer`). Both paths use the same context window policy
-(see :meth:`DialogueGPT.generate`) so that they return the same tokens.
+``generate`` is the seed's greedy loop (or seeded top-k sampling) with two
+paths over the same weights: ``use_cache=False`` re-encodes the whole context
+for every new token, ``use_cache=True`` keeps every layer's keys and values
+(the ``cache`` API of :mod:`attnlab.transformer`); both use the same context
+window policy, so they return the same tokens. ``load_checkpoint`` rebuilds a
+model that ``attnlab.gpt.train`` saved.
 """
 
 from __future__ import annotations
@@ -76,6 +70,8 @@ class DialogueGPT(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
+            # ~7k words and ~240k training tokens: embedding and head are most of the
+            # parameters; tying halves them and overfits later (Press & Wolf 2017, nanoGPT).
             self.lm_head.weight = self.tok_embed.weight
         self._init_weights(n_layers)
 
