@@ -55,6 +55,7 @@ from typing import Optional
 import torch
 
 from attnlab import config as cfgmod
+from attnlab.checkpoint import load_pt
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, pad_batch, score_dialogues, summarize, training_chunks
 from attnlab.io import atomic_path, torch_save, write_json, write_text
@@ -118,7 +119,7 @@ def load_data(data_path: str | Path) -> dict:
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path} does not exist; build it with "
                                 "`python -m attnlab.data build-vocab`")
-    data = torch.load(data_path, map_location="cpu", weights_only=False)
+    data = load_pt(data_path, "a dialogues.pt written by `python -m attnlab.data build-vocab`")
     missing = [k for k in ("train", "val", "val_chars", "start_id", "pad_id", "unk_id", "vocab_size")
                if k not in data]
     if missing:
@@ -237,7 +238,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     rows, samples, start_epoch, step, train_seconds = [], [], 0, 0, 0.0
     state_path = out_dir / "resume" / "state.pt"
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = load_pt(state_path, "the resume state written by attnlab.gpt.train")
         if state.get("config_digest") != cfg_digest:
             raise RuntimeError(
                 f"{state_path} was written by a different config (digest {state.get('config_digest')} "
@@ -311,7 +312,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     _write_metrics(out_dir, rows)
     _write_samples(out_dir, samples)
     plot_curves(rows, out_dir / "curves.png")
-    torch_save({"model_config": mcfg, "state_dict": model.state_dict(), "config": cfg,
+    torch_save({"family": "gpt", "model_config": mcfg, "state_dict": model.state_dict(), "config": cfg,
                 "epoch": rows[-1]["epoch"], "start_id": data["start_id"], "pad_id": data["pad_id"],
                 "unk_id": data["unk_id"]}, out_dir / "checkpoint.pt")
     last = rows[-1]

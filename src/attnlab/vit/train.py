@@ -83,6 +83,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnlab.checkpoint import load_pt
 from attnlab.config import ConfigError, digest, load_config_file, resolve
 from attnlab.io import atomic_path, torch_save, write_json
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
@@ -162,7 +163,7 @@ def load_prepared(data_dir: str | Path) -> tuple[dict, dict]:
             raise FileNotFoundError(
                 f"{path} not found: --data must be a folder prepared by "
                 f"`python -m attnlab.data prepare-cifar10` (with train.pt and test.pt)")
-        d = torch.load(path, map_location="cpu", weights_only=False)
+        d = load_pt(path, "a prepared CIFAR-10 split written by `python -m attnlab.data prepare-cifar10`")
         if not isinstance(d, dict) or d.get("images") is None or d["images"].dtype != torch.uint8 \
                 or d["images"].dim() != 4:
             raise ValueError(f"{path} must hold {{'images': uint8 (N, 3, H, W), 'labels', 'classes'}}")
@@ -309,7 +310,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     state = {"epoch": 0, "step": 0, "total_epochs": int(tc["epochs"]), "calibrated": False,
              "rows": [], "train_seconds": 0.0, "save_seconds": 0.0}
     if resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=False)
+        saved = load_pt(resume_path, "the resume state written by attnlab.vit.train")
         if saved.get("config_digest") != run_digest:
             raise ConfigError(
                 f"{resume_path} was written by a run with config digest {saved.get('config_digest')} but this "
@@ -407,8 +408,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     rows = state["rows"]
     write_metrics(rows, out_dir / "metrics.csv")
     plot_curves(rows, out_dir / "curves.png")
-    torch_save({"model_config": model_config, "state_dict": model.state_dict(), "classes": classes,
-                "config": cfg, "epoch": state["epoch"]}, out_dir / "checkpoint.pt")
+    torch_save({"family": "vit", "model_config": model_config, "state_dict": model.state_dict(),
+                "classes": classes, "config": cfg, "epoch": state["epoch"]}, out_dir / "checkpoint.pt")
     summary = {
         "device": str(device), "hardware": describe_hardware(device), "n_params": n_params,
         "epochs": state["epoch"], "planned_epochs": int(tc["epochs"]),
