@@ -113,11 +113,11 @@ def test_md5_mismatch_is_a_clear_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_md5_of_official_tarball_is_not_applied_to_other_sources(tmp_path, capsys):
+def test_md5_of_official_tarball_is_refused_for_other_sources(tmp_path):
     make_imagefolder(tmp_path / "tree", 1, 1, top=None)
-    manifest = prepare(tmp_path / "tree", tmp_path / "out", md5="c58f30108f718f92721af3b95e74349a")
-    assert manifest["checksum"]["algorithm"] == "sha256" and manifest["checksum"]["expected"] is None
-    assert "official tarball's checksum" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"md5 applies to the official cifar-10-python.tar.gz only.*sha256"):
+        prepare(tmp_path / "tree", tmp_path / "out", md5="c58f30108f718f92721af3b95e74349a")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", ["empty-dir", "only-train", "not-a-tar", "missing", "incomplete-official",

@@ -127,10 +127,10 @@ def prepare(source: str | os.PathLike, out_dir: str | os.PathLike, md5: str | No
     """Turn ``source`` into ``out_dir/{train,test}.pt`` and ``out_dir/manifest.json``; return the manifest.
 
     ``md5`` is the official tarball's checksum: verified (mismatch -> DataError)
-    when the source is that tarball, and noted as not applicable otherwise.
-    ``sha256``, if given, is verified for any file source. The manifest records
-    the digest computed either way (for a folder: a digest of its files, see
-    ``tree_digest``).
+    when the source is that tarball, refused (DataError) for any other source.
+    ``sha256``, if given, is verified for any source: a file's (or tarball's)
+    bytes, or for a folder its ``tree_digest``. The manifest records a digest
+    either way.
     """
     stream = stream or sys.stderr
     start = time.perf_counter()
@@ -179,25 +179,32 @@ def tree_digest(folder: str | os.PathLike) -> str:
 
 
 def _checksum(path: Path, kind: str, md5: str | None, sha256: str | None, stream) -> dict:
-    if kind == "official-tarball":
-        algorithm, expected = "md5", md5
-    else:
-        algorithm, expected = "sha256", sha256
-        if md5:
-            print(f"[cifar10] note: md5 {md5} is the official tarball's checksum; {path} is an {kind} source, "
-                  f"so its sha256 is recorded instead", file=stream, flush=True)
-    if path.is_dir():
-        if expected:
-            raise DataError(f"a checksum was given for the folder {path}; checksums apply to a single file "
-                            f"(pass the tarball, or drop the checksum)")
-        value = tree_digest(path)
-    else:
-        value = file_digest(path, algorithm)
-    if expected and value != expected.lower():
-        key = "data.cifar10.md5" if algorithm == "md5" else "the sha256 given"
-        raise DataError(f"{algorithm} mismatch for {path}: expected {expected}, got {value}. The file is corrupt "
-                        f"or a different version; re-download it, or fix {key}")
-    return {"algorithm": algorithm, "value": value, "expected": expected, "verified": bool(expected)}
+    """Verify every checksum given; return the record of the one the manifest keeps.
+
+    md5 is the official tarball's published checksum and means nothing for any
+    other file, so it is refused there rather than skipped. sha256 verifies
+    whatever ``path`` is: a file's bytes, or for a folder its ``tree_digest``.
+    """
+    if md5 and kind != "official-tarball":
+        raise DataError(f"an md5 ({md5}) was given for {path}, which is an {kind} source; md5 applies to the "
+                        f"official cifar-10-python.tar.gz only. Verify this source with its sha256 instead "
+                        f"(--sha256, config key data.cifar10.sha256) and drop the md5 (data.cifar10.md5: null)")
+    checks = [("md5", md5, "data.cifar10.md5")] if kind == "official-tarball" else []
+    checks.append(("sha256", sha256, "data.cifar10.sha256"))
+    record = {}
+    for algorithm, expected, key in checks:
+        if record and not expected:
+            continue  # nothing to verify and a digest is already recorded
+        if path.is_dir():
+            value = tree_digest(path)  # sha256 only: a folder never reaches the md5 check
+        else:
+            value = file_digest(path, algorithm)
+        if expected and value != expected.lower():
+            what = "the folder's tree digest (see tree_digest)" if path.is_dir() else "the file"
+            raise DataError(f"{algorithm} mismatch for {path}: expected {expected}, got {value} for {what}. "
+                            f"It is corrupt or a different version; re-download it, or fix {key}")
+        record = {"algorithm": algorithm, "value": value, "expected": expected, "verified": bool(expected)}
+    return record
 
 
 # --------------------------------------------------------------------------- reading raw members
