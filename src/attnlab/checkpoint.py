@@ -45,11 +45,16 @@ def load_pt(path: str | os.PathLike, expected: str, map_location: Any = "cpu") -
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected {expected})")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb"):  # an unreadable file is named as such, not as corrupt
+            pass
     except OSError as err:
         raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from err
-    except _BAD_FILE as err:
-        if "Weights only load failed" in str(err):
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, *_BAD_FILE) as err:
+        # torch names the refused global ("Unsupported global: GLOBAL builtins.exec"); every other
+        # failure (a cut-off zip, random bytes: "Unsupported operand") is a damaged or foreign file.
+        if "Unsupported global" in str(err) or "allowed global" in str(err):
             why = ("it holds Python objects other than tensors and plain containers, which are not loaded "
                    "because unpickling them can run arbitrary code")
         else:

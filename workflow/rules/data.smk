@@ -4,36 +4,8 @@
 # input functions cifar10_source / shakespeare_text in common.smk pick it), so
 # the download rule drops out of the DAG.
 
-def _is_official_tarball(path):
-    """Whether ``path`` is a tarball whose first file is one of the official batch files.
-
-    Reads only the first member headers (the official tarball starts with its
-    batch files), so the DAG is not slowed by reading the data.
-    """
-    import tarfile
-
-    path = Path(path)
-    if not path.is_file() or not tarfile.is_tarfile(path):
-        return False
-    try:
-        with tarfile.open(path, mode="r|*") as tf:
-            for member in tf:
-                if member.isfile():
-                    return Path(member.name).name in {*(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-                                                      "batches.meta", "readme.html"}
-    except (tarfile.TarError, EOFError, OSError):
-        return False  # the prepare job names what is wrong with it
-    return False
-
-
-def cifar10_md5():
-    """data.cifar10.md5 where it applies: the download, or a `path` that is the official tarball.
-
-    It is the official tarball's checksum; for any other source the stage
-    refuses an md5, and data.cifar10.sha256 verifies that source instead.
-    """
-    md5, path = DATA["cifar10"]["md5"], DATA["cifar10"]["path"]
-    return md5 if path is None or _is_official_tarball(path) else None
+# md5 is the official tarball's checksum: passed only where it applies (datasources.cifar10_md5).
+from datasources import cifar10_md5  # noqa: E402 (workflow/scripts is on sys.path, see the Snakefile)
 
 
 rule download_cifar10:
@@ -67,7 +39,7 @@ rule prepare_cifar10:
         test="results/data/cifar10/test.pt",
         manifest="results/data/cifar10/manifest.json",
     params:
-        md5=cifar10_md5(),
+        md5=cifar10_md5(DATA["cifar10"]),
         sha256=DATA["cifar10"]["sha256"],
     log:
         "results/logs/prepare_cifar10.log",
