@@ -653,7 +653,8 @@ def test_locked_workdir_refuses_a_second_run(tmp_path):
     make_tiny_data(work)
     locks = work / ".snakemake" / "locks"
     locks.mkdir(parents=True)
-    (locks / "0.output.lock").write_text(str(work / "results" / "data" / "cifar10" / "manifest.json") + "\n")
+    # what a running Snakemake writes there: the (workdir-relative) outputs of its jobs
+    (locks / "0.output.lock").write_text("results/data/cifar10/manifest.json\n")
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work), "--cores", "1",
          "results/data/cifar10/manifest.json", "--configfile", str(repo / "config" / "tiny.yaml")],
