@@ -7,72 +7,100 @@ are (no duplicates); the rest are here. Every test asserts the message and
 what is (not) left on disk.
 
 Held (regression tests)
-  H1  SIGKILL mid-training, ViT: exact resume ....... test_vit_train::test_interrupted_run_resumes_to_identical_results
-  H2  SIGKILL mid-training, GPT: exact resume ....... test_gpt_train::test_interrupted_run_resumes_to_identical_weights_and_metrics
-  H3  SIGKILL of snakemake + job: nothing trusted, rerun completes
-                                                       test_pipeline::test_a_killed_job_leaves_nothing_a_rerun_trusts
-  H4  ViT resume state of another config refused .... test_vit_train::test_resume_with_another_config_is_refused
-  H5  GPT resume state of another config refused .... test_gpt_train::test_resume_state_from_another_config_is_refused
-  H6  Ctrl-C of a trainer: resumable, nothing half-written
-                                                       test_faults::test_ctrl_c_leaves_resumable_state_and_no_partial_files
-  H7  Snakemake's lock: a second run is refused ..... test_faults::test_locked_workdir_refuses_a_second_run
-  H8  download sha256 mismatch writes nothing ....... test_data_shakespeare::test_download_checksum_mismatch_leaves_nothing
-  H9  download md5 mismatch (CIFAR) ................. test_data_cifar10::test_download_from_file_url_verifies_md5
-  H10 prepare md5 mismatch writes nothing ........... test_data_cifar10::test_md5_mismatch_is_a_clear_error_and_writes_nothing
-  H11 build-vocab sha256 mismatch writes nothing .... test_data_shakespeare::test_build_vocab_without_checksum_records_digest_and_bad_checksum_writes_nothing
-  H12 truncated tarball ............................. test_data_cifar10::test_truncated_tarball_is_reported
-  H13 undecodable JPEG .............................. test_data_cifar10::test_wrong_layouts_raise_clear_errors[corrupt-jpeg]
-  H14 non-UTF-8 text ................................ test_faults::test_non_utf8_text_is_named_and_writes_nothing
-  H15 unknown key before any job .................... test_schema::test_bad_config_stops_before_any_job[...lrr...]
-  H16 wrong type before any job ..................... test_schema::test_bad_config_stops_before_any_job[...depth...]
-  H17 out-of-range value before any job ............. test_schema::test_bad_config_stops_before_any_job[...val_fraction...]
-  H18 unknown key in a run's overrides .............. test_schema::test_bad_config_stops_before_any_job[...dimm...]
-  H19 unknown key / bad data on the trainer CLIs .... test_vit_train::test_unknown_key_and_bad_data_are_named,
-                                                       test_gpt_train::test_unknown_config_key_is_refused
-  H20 read-only results/ ............................ test_faults::test_unwritable_output_folder_is_named_and_leaves_nothing
-  H21 -d from another directory ..................... test_pipeline::test_complete_run_writes_every_output (tiny_run runs
-                                                       -s <copy>/Snakefile -d <elsewhere>), test_schema (-d tmp)
-  H22 404 names the offline key ..................... test_data_shakespeare::test_download_404_names_the_offline_key
-  H23 unreachable server: retries, names offline key  test_data_shakespeare::test_unreachable_url_retries_then_names_the_offline_key
-  H24 flaky transfer is retried ..................... test_data_shakespeare::test_download_retries_a_failing_transfer
-  H25 wrong CIFAR layouts (empty, only train/, not a tar, missing, incomplete official, split classes differ)
-                                                       test_data_cifar10::test_wrong_layouts_raise_clear_errors[...]
-  H26 an image that is not 32x32 .................... test_data_cifar10::test_wrong_layouts_raise_clear_errors[wrong-size]
-  H27 a failed write leaves nothing at the output ... test_io::test_failed_write_leaves_nothing_behind
-  H28 missing checkpoint / checkpoint of other classes
-                                                       test_vit_model::test_load_checkpoint_roundtrip,
-                                                       test_gpt_model::test_load_checkpoint_round_trip,
-                                                       test_vit_eval::test_class_mismatch_is_refused
+  H1  SIGKILL mid-training, ViT: exact resume
+      test_vit_train::test_interrupted_run_resumes_to_identical_results
+  H2  SIGKILL mid-training, GPT: exact resume
+      test_gpt_train::test_interrupted_run_resumes_to_identical_weights_and_metrics
+  H3  SIGKILL of snakemake and its job: nothing a rerun trusts, the rerun completes
+      test_pipeline::test_a_killed_job_leaves_nothing_a_rerun_trusts
+  H4  ViT resume state of another config refused
+      test_vit_train::test_resume_with_another_config_is_refused
+  H5  GPT resume state of another config refused
+      test_gpt_train::test_resume_state_from_another_config_is_refused
+  H6  Ctrl-C of a trainer: nothing half-written, a whole resume state
+      test_ctrl_c_leaves_resumable_state_and_no_partial_files
+  H7  Snakemake's lock: a second run in a locked working directory is refused
+      test_locked_workdir_refuses_a_second_run
+  H8  download sha256 mismatch writes nothing
+      test_data_shakespeare::test_download_checksum_mismatch_leaves_nothing
+  H9  CIFAR download md5 mismatch
+      test_data_cifar10::test_download_from_file_url_verifies_md5
+  H10 prepare md5 mismatch writes nothing
+      test_data_cifar10::test_md5_mismatch_is_a_clear_error_and_writes_nothing
+  H11 build-vocab sha256 mismatch writes nothing
+      test_data_shakespeare::test_build_vocab_without_checksum_records_digest_and_bad_checksum_writes_nothing
+  H12 truncated tarball
+      test_data_cifar10::test_truncated_tarball_is_reported
+  H13 undecodable JPEG
+      test_data_cifar10::test_wrong_layouts_raise_clear_errors[corrupt-jpeg]
+  H14 non-UTF-8 text
+      test_non_utf8_text_is_named_and_writes_nothing
+  H15 unknown key, before any job
+      test_schema::test_bad_config_stops_before_any_job[override0-gpt.train.lrr-...]
+  H16 wrong type, before any job
+      test_schema::test_bad_config_stops_before_any_job[override1-vit.model.depth-...]
+  H17 out-of-range value, before any job
+      test_schema::test_bad_config_stops_before_any_job[override2-data.shakespeare.val_fraction-...]
+  H18 unknown key in a run's overrides, before any job
+      test_schema::test_bad_config_stops_before_any_job[override3-vit.runs.wide.model.dimm-...]
+  H19 unknown key and bad data given to the trainer CLIs
+      test_vit_train::test_unknown_key_and_bad_data_are_named, test_gpt_train::test_unknown_config_key_is_refused
+  H20 read-only results/ (simulated: the suite runs as root, which chmod does not stop)
+      test_unwritable_output_folder_is_named_and_leaves_nothing
+  H21 -d from another directory
+      test_pipeline::test_complete_run_writes_every_output (tiny_run runs -s <copy>/Snakefile -d <elsewhere>)
+  H22 a 404 names the offline key
+      test_data_shakespeare::test_download_404_names_the_offline_key
+  H23 an unreachable server: retried, then the offline key is named
+      test_data_shakespeare::test_unreachable_url_retries_then_names_the_offline_key
+  H24 a transfer that breaks is retried
+      test_data_shakespeare::test_download_retries_a_failing_transfer
+  H25 wrong CIFAR layouts: empty, only train/, not a tarball, missing, incomplete official, split classes differ
+      test_data_cifar10::test_wrong_layouts_raise_clear_errors[...]
+  H26 an image that is not 32x32
+      test_data_cifar10::test_wrong_layouts_raise_clear_errors[wrong-size]
+  H27 a failed write leaves nothing at the output path
+      test_io::test_failed_write_leaves_nothing_behind
+  H28 a missing checkpoint, a checkpoint of other classes
+      test_vit_model::test_load_checkpoint_roundtrip, test_gpt_model::test_load_checkpoint_round_trip,
+      test_vit_eval::test_class_mismatch_is_refused
 
-Failed, now fixed
-  F1  a crafted .pt runs code: vit.evaluate, vit.heatmaps, gpt.evaluate, gpt.generate, both trainers' resume
-      state and --data ........................... test_crafted_pt_never_runs[...] (8 entry points)
-  F2  a crafted CIFAR batch pickle runs code (prepare with md5 null; load_split)
-                                                   test_crafted_cifar_batch_never_runs[...]
-  F3  patch_size / heads / n_heads not dividing .. test_cross_field_mistakes_stop_the_dry_run[divides-*]
-  F4  lr NaN or inf .............................. test_cross_field_mistakes_stop_the_dry_run[nan|inf]
-  F5  a run named `..` (or with a /) ............. test_cross_field_mistakes_stop_the_dry_run[run-*]
-  F6  gpt max_len 1e8 ............................ test_cross_field_mistakes_stop_the_dry_run[max_len]
-  F7  data.cifar10.sha256 unknown; md5 skipped for an ImageFolder
-                                                   test_sha256_verifies_what_path_is[...],
-                                                   test_data_cifar10::test_md5_of_official_tarball_is_refused_for_other_sources,
-                                                   test_cli_refuses_md5_for_other_sources,
-                                                   test_pipeline_passes_md5_only_to_the_official_tarball,
-                                                   test_offline_sha256_config_plans
-  F8  a 9- or 11-class ImageFolder accepted ...... test_class_set_must_be_cifar10[...]
-  F9  GPT checkpoint to ViT CLIs (and back), truncated, random bytes: tracebacks
-                                                   test_bad_checkpoint_is_one_error_line[...]
-  F10 SIGKILL inside atomic_path leaves .part .... test_sigkill_part_file_is_removed_by_the_next_write
-  F11 smaller: stale resume stamp of a failed job; hanging download (186 s)
-                                                   test_failed_training_job_leaves_no_stamp,
-                                                   test_hanging_download_gives_up_within_the_limit
-      (the trainers' divergence messages are the trainers' own: see issue #14's note in the merge.)
+Failed, now fixed (tests in this file)
+  F1  a crafted .pt runs code: vit.evaluate, vit.heatmaps, gpt.evaluate, gpt.generate, both trainers'
+      resume state and --data
+      test_crafted_pt_never_runs[...] (the 8 entry points)
+  F2  a crafted CIFAR batch pickle runs code: prepare with md5 null, load_split, vit.evaluate --data
+      (a batch folder or a prepared .pt)
+      test_crafted_cifar_batch_never_runs[...]
+  F3  patch_size not dividing img_size, heads not dividing dim, GPT n_heads not dividing d_model
+      test_cross_field_mistakes_stop_the_dry_run[divides-*]
+  F4  lr NaN or inf
+      test_cross_field_mistakes_stop_the_dry_run[nan], [inf]
+  F5  a run named `..` (or with a /)
+      test_cross_field_mistakes_stop_the_dry_run[run-dotdot], [run-slash]
+  F6  gpt max_len 1e8
+      test_cross_field_mistakes_stop_the_dry_run[max_len]
+  F7  data.cifar10.sha256 unknown; an md5 for an ImageFolder silently skipped
+      test_sha256_verifies_what_path_is[...], test_cli_refuses_md5_for_other_sources,
+      test_pipeline_passes_md5_only_to_the_official_tarball, test_offline_sha256_config_plans,
+      test_readme_offline_example_names_the_shared_copys_sha256,
+      test_data_cifar10::test_md5_of_official_tarball_is_refused_for_other_sources
+  F8  a 9- or 11-class ImageFolder accepted as CIFAR-10
+      test_class_set_must_be_cifar10[nine], [eleven]
+  F9  a GPT checkpoint given to the ViT CLIs (and back), truncated, random bytes: tracebacks
+      test_bad_checkpoint_is_one_error_line[...]
+  F10 SIGKILL inside atomic_path leaves .part files forever
+      test_sigkill_part_file_is_removed_by_the_next_write
+  F11 smaller problems: a failed training job leaves resume.stamp.json; a hanging server takes 186 s
+      test_failed_training_job_leaves_no_stamp, test_hanging_download_gives_up_within_the_limit
+      (not here: the trainers' divergence messages, which live in the trainers)
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -254,7 +282,8 @@ def _official_folder_with(tmp_path: Path, member: str, blob: bytes) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("how", ["prepare-tarball-md5-null", "load_split-folder", "vit.evaluate-data"])
+@pytest.mark.parametrize("how", ["prepare-tarball-md5-null", "load_split-folder", "vit.evaluate-data",
+                                 "vit.evaluate-prepared-data"])
 def test_crafted_cifar_batch_never_runs(how, vit_inputs, tmp_path, capsys):
     from attnlab.data.cifar10 import load_split, prepare
 
@@ -273,6 +302,19 @@ def test_crafted_cifar_batch_never_runs(how, vit_inputs, tmp_path, capsys):
         with pytest.raises(DataError) as info:
             load_split(folder, "test")
         msg = str(info.value)
+    elif how == "vit.evaluate-prepared-data":  # a prepared split (.pt) given as --data
+        from attnlab.vit import evaluate
+
+        evil = crafted_pt(tmp_path / "prepared" / "test.pt", marker, images=torch.zeros(1, 3, 32, 32))
+        shutil.copy(vit_inputs / "prepared" / "train.pt", tmp_path / "prepared" / "train.pt")
+        rc = evaluate.main(["--checkpoint", str(vit_inputs / "vit.pt"), "--data", str(tmp_path / "prepared"),
+                            "--out", str(tmp_path / "eval.json")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in err and not marker.exists()
+        line = error_lines(err)[-1]
+        assert line.startswith(f"error: {evil} is not a prepared CIFAR-10 split") and "arbitrary code" in line
+        assert not (tmp_path / "eval.json").exists()
+        return
     else:
         from attnlab.vit import evaluate
 
@@ -434,8 +476,8 @@ def test_class_set_must_be_cifar10(tmp_path, classes, missing, extra):
     from attnlab.data.cifar10 import load_split, prepare
 
     make_imagefolder(tmp_path / "tree", 1, 1, classes=classes, top=None)
-    expected = f"missing {missing}, extra {extra}"
-    with pytest.raises(DataError, match=f"does not have CIFAR-10's ten classes: {expected.replace('[', '.').replace(']', '.')}"):
+    expected = re.escape(f"does not have CIFAR-10's ten classes: missing {missing}, extra {extra}")
+    with pytest.raises(DataError, match=expected):
         prepare(tmp_path / "tree", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match="does not have CIFAR-10's ten classes"):
