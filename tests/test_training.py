@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from attnlab import training
+from attnlab.checkpoint import CheckpointError
 from attnlab.config import ConfigError, defaults
 
 
@@ -65,7 +66,7 @@ def test_resume_state_round_trips_and_refuses_foreign_files(tmp_path):
     with pytest.raises(ConfigError, match="digest abc, but this config has digest xyz; delete"):
         training.load_resume(path, "xyz", "vit")
     path.write_bytes(b"\x80\x04garbage")
-    with pytest.raises(ConfigError, match="not a readable vit resume state"):
+    with pytest.raises(CheckpointError, match="is not the resume state written by attnlab.vit.train.*truncated"):
         training.load_resume(path, "abc", "vit")
     assert training.load_resume(tmp_path / "none.pt", "abc", "vit") is None
 

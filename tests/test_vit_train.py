@@ -1,7 +1,6 @@
 """ViT trainer: outputs, exact resume, refused resume, NaN stop, schedule, augmentation."""
 
 import math
-import time
 
 import numpy as np
 import pandas as pd

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from attnlab.checkpoint import load_pt
 from attnlab.config import ConfigError
 from attnlab.io import atomic_path, torch_save
 
@@ -125,11 +126,7 @@ def load_resume(path: Path, config_digest: str, family: str) -> dict | None:
     """The resume state at ``path`` (None when there is none); refuse one from another config."""
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, foreign or crafted file: never unpickle arbitrary objects
-        raise ConfigError(f"{path} is not a readable {family} resume state ({type(exc).__name__}); "
-                          f"delete {path.parent} to start the run over") from None
+    state = load_pt(path, f"the resume state written by attnlab.{family}.train (delete {path.parent} to start over)")
     if not isinstance(state, dict) or state.get("config_digest") != config_digest:
         found = state.get("config_digest") if isinstance(state, dict) else None
         raise ConfigError(f"{path} was written by a run with config digest {found}, but this config has digest "

@@ -4,6 +4,10 @@
 # input functions cifar10_source / shakespeare_text in common.smk pick it), so
 # the download rule drops out of the DAG.
 
+# md5 is the official tarball's checksum: passed only where it applies (datasources.cifar10_md5).
+from datasources import cifar10_md5  # noqa: E402 (workflow/scripts is on sys.path, see the Snakefile)
+
+
 rule download_cifar10:
     output:
         CIFAR_DOWNLOAD,
@@ -33,8 +37,8 @@ rule prepare_cifar10:
         test="results/data/cifar10/test.pt",
         manifest="results/data/cifar10/manifest.json",
     params:
-        # the official md5 only applies to the official tarball; null skips the check
-        md5=DATA["cifar10"]["md5"],
+        md5=cifar10_md5(DATA["cifar10"]),
+        sha256=DATA["cifar10"]["sha256"],
         code=code("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     log:
         "results/logs/prepare_cifar10.log",

@@ -18,7 +18,7 @@ so that a killed job continues where it stopped. That state is only valid for
 another attempt at the *same* job; :func:`run_stage` stamps it with the job's
 params, input files and code, discards it when the stamp differs (a changed
 config or edited model code must train from scratch, not resume), and removes
-it once the job has succeeded.
+it once the job has succeeded; a failed job that saved no state leaves no stamp.
 """
 
 from __future__ import annotations
@@ -102,6 +102,23 @@ def _prepare_resume(resume_dir: Path, stamp: dict) -> Path:
     return stamp_file
 
 
+def _finish_resume(resume_dir: Path, stamp_file: Path, succeeded: bool) -> None:
+    """After the trainer: drop the resume state once it succeeded, and a stamp that stamps nothing.
+
+    A job that failed before saving any state (bad data, a config error) must
+    not leave a stamp behind; one that saved state keeps both, so a rerun (or
+    a retry after Ctrl-C) continues from it.
+    """
+    import shutil
+
+    if succeeded:
+        shutil.rmtree(resume_dir, ignore_errors=True)  # done: nothing left to resume
+        stamp_file.unlink(missing_ok=True)
+    elif not resume_dir.is_dir() or not any(resume_dir.iterdir()):
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        stamp_file.unlink(missing_ok=True)
+
+
 def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], list[str]],
               resume_dir: str | os.PathLike | None = None) -> None:
     """Import ``module`` and exit with ``module.main(build_argv(config_path))``.
@@ -122,15 +139,15 @@ def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], li
     section = getattr(snakemake.params, "section", None)
     stamp_file = _prepare_resume(Path(resume_dir), job_stamp(snakemake)) if resume_dir else None
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"attnlab-{snakemake.rule}-") as tmp:
-        argv = build_argv(config_file(section, tmp) if section is not None else None)
-        print(f"[{snakemake.rule}] python -m {module} {' '.join(argv)}", file=sys.stderr, flush=True)
-        rc = main(argv)
-    if stamp_file is not None and not rc:
-        import shutil
-
-        shutil.rmtree(resume_dir, ignore_errors=True)  # done: nothing left to resume
-        stamp_file.unlink(missing_ok=True)
+    rc = 1
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"attnlab-{snakemake.rule}-") as tmp:
+            argv = build_argv(config_file(section, tmp) if section is not None else None)
+            print(f"[{snakemake.rule}] python -m {module} {' '.join(argv)}", file=sys.stderr, flush=True)
+            rc = main(argv)
+    finally:
+        if stamp_file is not None:
+            _finish_resume(Path(resume_dir), stamp_file, succeeded=not rc)
     print(f"[{snakemake.rule}] finished rc={rc} in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -16,7 +16,7 @@ SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/da
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 DEFAULT_CONFIG: dict = {
-    "cifar10": {"url": CIFAR10_URL, "md5": CIFAR10_MD5, "path": None},
+    "cifar10": {"url": CIFAR10_URL, "md5": CIFAR10_MD5, "sha256": None, "path": None},
     "shakespeare": {
         "url": SHAKESPEARE_URL,
         "sha256": SHAKESPEARE_SHA256,

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from attnlab.checkpoint import CheckpointError
 from attnlab.gpt.model import load_checkpoint
 from attnlab.gpt.scoring import score_dialogues, summarize
 from attnlab.io import write_json
@@ -57,7 +58,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", required=True, help="eval.json to write")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    result = evaluate(args.checkpoint, args.vocab, args.text, args.device)
+    try:
+        result = evaluate(args.checkpoint, args.vocab, args.text, args.device)
+    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     write_json(args.out, result)
     print(f"val_loss {result['val_loss']:.4f}  bits/char {result['val_bits_per_char']:.4f}  "
           f"unk {result['unk_rate']:.4f}  ({result['n_tokens']} tokens)", file=sys.stderr)

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from attnlab import config as cfgmod
+from attnlab.checkpoint import CheckpointError
 from attnlab.gpt.model import DialogueGPT, load_checkpoint
 from attnlab.io import write_json, write_text
 from attnlab.runtime import pick_device
@@ -116,7 +117,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     user = cfgmod.load_config_file(args.config)
     user.pop("runs", None)
-    result = run(args.checkpoint, args.vocab, user, args.device)
+    try:
+        result = run(args.checkpoint, args.vocab, user, args.device)
+    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     write_json(args.out_json, result)
     text = render_text(result)
     write_text(args.out_txt, text)

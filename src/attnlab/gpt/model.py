@@ -248,15 +248,22 @@ class DialogueLoss(nn.Module):
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[DialogueGPT, dict]:
-    """Rebuild the model saved by attnlab.gpt.train; returns (model in eval mode, checkpoint dict)."""
+    """Rebuild the model saved by attnlab.gpt.train; returns (model in eval mode, checkpoint dict).
+
+    The file is loaded with weights_only (see attnlab.checkpoint): a foreign,
+    truncated or ViT checkpoint raises CheckpointError, a ValueError.
+    """
+    from attnlab.checkpoint import bad_model
+    from attnlab.checkpoint import load_checkpoint as load_checked
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run attnlab.gpt.train first")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    for key in ("model_config", "state_dict"):
-        if key not in ckpt:
-            raise ValueError(f"{path} is not a DialogueGPT checkpoint (no '{key}' entry)")
-    model = DialogueGPT(**ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt = load_checked(path, "gpt", map_location)
+    try:
+        model = DialogueGPT(**ckpt["model_config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise bad_model(path, "gpt", err) from err
     model.eval()
     return model, ckpt

@@ -27,6 +27,7 @@ import torch
 
 from attnlab import config as cfgmod
 from attnlab import training
+from attnlab.checkpoint import load_pt
 from attnlab.data.dialogues import collate_batch
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, score_dialogues, summarize, training_chunks
@@ -62,7 +63,7 @@ def load_data(data_path: str | Path) -> dict:
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path} does not exist; build it with "
                                 "`python -m attnlab.data build-vocab`")
-    data = torch.load(data_path, map_location="cpu", weights_only=True)
+    data = load_pt(data_path, "a dialogues.pt written by `python -m attnlab.data build-vocab`")
     missing = [k for k in ("train", "val", "val_chars", "start_id", "pad_id", "unk_id", "vocab_size")
                if k not in data]
     if missing:

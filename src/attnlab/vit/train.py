@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attnlab import training
+from attnlab.checkpoint import load_pt
 from attnlab.config import ConfigError, defaults, digest, load_config_file, resolve
 from attnlab.io import torch_save, write_json
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
@@ -61,7 +62,7 @@ def load_prepared(data_dir: str | Path) -> tuple[dict, dict]:
             raise FileNotFoundError(
                 f"{path} not found: --data must be a folder prepared by "
                 f"`python -m attnlab.data prepare-cifar10` (with train.pt and test.pt)")
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        d = load_pt(path, "a prepared CIFAR-10 split written by `python -m attnlab.data prepare-cifar10`")
         if not isinstance(d, dict) or d.get("images") is None or d["images"].dtype != torch.uint8 \
                 or d["images"].dim() != 4:
             raise ValueError(f"{path} must hold {{'images': uint8 (N, 3, H, W), 'labels', 'classes'}}")
