@@ -45,6 +45,7 @@ off by default).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -55,13 +56,15 @@ from typing import Optional
 import torch
 
 from attnlab import config as cfgmod
+from attnlab.gpt.data import load_data, load_tokenizer  # noqa: F401 (also importable from here)
+from attnlab.gpt.generate import (DEFAULT_MASK_TOKENS, DEFAULT_PROMPTS, GENERATE_DEFAULTS, mask_ids,  # noqa: F401
+                                  sample_prompts)
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
+from attnlab.gpt.ngram import DEFAULT_CONFIG as NGRAM_DEFAULTS
 from attnlab.gpt.scoring import bucketed_batches, pad_batch, score_dialogues, summarize, training_chunks
 from attnlab.io import atomic_path, torch_save, write_json, write_text
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
                               weight_decay_groups)
-
-DEFAULT_PROMPTS = ["ROMEO:", "JULIET:", "First Citizen:"]
 
 DEFAULT_CONFIG = {
     "model": {"d_model": 384, "n_heads": 6, "n_layers": 6, "max_len": 256, "dropout": 0.2,
@@ -77,6 +80,7 @@ DEFAULT_CONFIG = {
         "max_train_dialogues": None,  # None = the whole training split
         "prompts": list(DEFAULT_PROMPTS),
         "sample_tokens": 30,
+        "mask_tokens": list(DEFAULT_MASK_TOKENS),  # never in the per-epoch samples
         "eval_batch_size": 64,
         "seed": 0,
         "device": "auto",
@@ -84,9 +88,8 @@ DEFAULT_CONFIG = {
         "compile": False,
         "num_threads": None,
     },
-    "generate": {"prompts": list(DEFAULT_PROMPTS), "num_tokens": 50, "bench_tokens": 250,
-                 # besides the seed's greedy text: seeded samples (temperature 0 = greedy only)
-                 "temperature": 0.8, "top_k": 40, "seed": 0},
+    "generate": copy.deepcopy(GENERATE_DEFAULTS),
+    "baseline": copy.deepcopy(NGRAM_DEFAULTS),  # rule ngram_gpt's; here so the schema test sees all gpt keys
 }
 
 # The CPU preset (config/cpu.yaml carries the same values): the whole training
@@ -111,38 +114,6 @@ def model_config(cfg: dict, vocab_size: int, pad_id: int) -> dict:
     return {"vocab_size": vocab_size, "d_model": m["d_model"], "n_heads": m["n_heads"],
             "n_layers": m["n_layers"], "max_len": m["max_len"], "dropout": m["dropout"],
             "pad_id": pad_id, "tie_weights": m["tie_weights"]}
-
-
-def load_data(data_path: str | Path) -> dict:
-    data_path = Path(data_path)
-    if not data_path.exists():
-        raise FileNotFoundError(f"{data_path} does not exist; build it with "
-                                "`python -m attnlab.data build-vocab`")
-    data = torch.load(data_path, map_location="cpu", weights_only=False)
-    missing = [k for k in ("train", "val", "val_chars", "start_id", "pad_id", "unk_id", "vocab_size")
-               if k not in data]
-    if missing:
-        raise ValueError(f"{data_path} lacks {missing}; rebuild it with `python -m attnlab.data build-vocab`")
-    return data
-
-
-def load_tokenizer(vocab_path: str | Path, vocab_size: Optional[int] = None):
-    from attnlab.data.tokenizer import MyTokenizer
-
-    tok = MyTokenizer.load(vocab_path)
-    if vocab_size is not None and len(tok) != vocab_size:
-        raise ValueError(f"{vocab_path} has {len(tok)} tokens but the data/model expect {vocab_size}; "
-                         "use the vocab.json written together with dialogues.pt")
-    return tok
-
-
-def sample_prompts(model: DialogueGPT, tok, prompts, num_tokens: int) -> list[dict]:
-    """Greedy continuations of each prompt (the seed's per-epoch samples)."""
-    out = []
-    for prompt in prompts:
-        ids = model.generate(tok.encode(prompt), num_tokens, use_cache=True)
-        out.append({"prompt": prompt, "text": tok.decode(ids[1:])})  # drop the start token
-    return out
 
 
 def lr_at(step: int, total: int, tcfg: dict) -> float:
@@ -216,6 +187,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
 
     data = load_data(data_path)
     tok = load_tokenizer(vocab_path, data["vocab_size"])
+    banned = mask_ids(tok, tcfg["mask_tokens"])
     train_dialogues = data["train"]
     if tcfg["max_train_dialogues"] is not None:
         train_dialogues = train_dialogues[: int(tcfg["max_train_dialogues"])]
@@ -291,7 +263,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
                "val_perplexity": val["val_perplexity"], "val_bits_per_char": val["val_bits_per_char"],
                "unk_rate": val["unk_rate"], "lr": lr, "seconds": seconds, "tokens_per_s": n_tokens / seconds}
         rows.append(row)
-        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"])
+        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"], banned)
         samples += [{"epoch": epoch, **s} for s in new]
         log(f"[gpt] epoch {epoch}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
             f"({row['val_bits_per_char']:.3f} bits/char) {seconds:.1f}s {row['tokens_per_s']:.0f} tok/s")
