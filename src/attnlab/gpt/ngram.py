@@ -230,6 +230,15 @@ def training_words(source: str | Path, vocab_report: dict) -> list[str]:
     return [t for d in train for t in word_tokenize(d)]
 
 
+def fit_speller(source: str | Path, vocab_report_path: str | Path, char_order: int,
+                discount: str = "modified") -> CharSpeller:
+    """The spelling model of the open-vocabulary figure: fit on the training split's distinct words."""
+    import json
+
+    report = json.loads(Path(vocab_report_path).read_text(encoding="utf-8"))
+    return CharSpeller(sorted(set(training_words(source, report))), char_order, discount)
+
+
 def spelling_nll(words: Iterable[str], tok, speller: CharSpeller) -> tuple[float, int]:
     """(sum of spelling costs in nats, count) over the words ``tok`` maps to ``<unk>``."""
     total, n = 0.0, 0
@@ -266,8 +275,6 @@ def resolve_config(user: Optional[dict]) -> dict:
 def run(data_path: str | Path, vocab_report_path: str | Path, source: str | Path, val_text: str | Path,
         vocab_path: str | Path, cfg: Optional[dict] = None, log=None) -> dict:
     """ngram.json's content: every order on the validation split, and the order chosen by it."""
-    import json
-
     from attnlab.data.shakespeare import split_dialogues
     from attnlab.data.tokenizer import MyTokenizer, word_tokenize
     from attnlab.gpt.data import load_data
@@ -275,10 +282,9 @@ def run(data_path: str | Path, vocab_report_path: str | Path, source: str | Path
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = resolve_config(cfg)
     data = load_data(data_path)
-    report = json.loads(Path(vocab_report_path).read_text(encoding="utf-8"))
     tok = MyTokenizer.load(vocab_path)
     t0 = time.perf_counter()
-    speller = CharSpeller(sorted(set(training_words(source, report))), cfg["char_order"], cfg["discount"])
+    speller = fit_speller(source, vocab_report_path, cfg["char_order"], cfg["discount"])
     val_words = [t for d in split_dialogues(Path(val_text).read_text(encoding="utf-8")) for t in word_tokenize(d)]
     spell, n_spelled = spelling_nll(val_words, tok, speller)
     train_ids = [[int(t) for t in s] for s in data["train"]]
