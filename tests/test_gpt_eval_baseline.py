@@ -61,6 +61,8 @@ def test_evaluate_scores_model_and_baseline_on_the_same_targets(built):
     # on val.txt (the validation split) the baseline's numbers are ngram.json's for that order
     assert b["val_perplexity"] == pytest.approx(chosen["best"]["perplexity"], rel=1e-12)
     assert b["val_bits_per_char_open"] == pytest.approx(chosen["best"]["bits_per_char_open"], rel=1e-12)
+    assert {n: o["val_perplexity"] for n, o in b["orders_on_validation"].items()} == pytest.approx(
+        {n: o["perplexity"] for n, o in chosen["orders"].items()}, rel=1e-12)
     assert res["perplexity_ratio"] == pytest.approx(math.exp(res["val_loss"] - b["val_loss"]), rel=1e-12)
     # open vocabulary: the word model's total NLL plus each <unk> word's spelling, per character
     total = res["val_loss"] * res["n_tokens"]

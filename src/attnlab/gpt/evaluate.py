@@ -102,7 +102,11 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
                      "val_loss": kn_sum["loss"], "val_perplexity": kn_sum["perplexity"],
                      "val_bits_per_char": kn_sum["bits_per_char"],
                      "val_bits_per_char_open": kn_sum["bits_per_char_open"], "n_tokens": kn_scores["n_tokens"],
-                     "char_order": cfg["char_order"]},
+                     "char_order": cfg["char_order"],
+                     # every fitted order on the validation split (ngram.json), how the order was chosen
+                     "orders_on_validation": {n: {"val_perplexity": o["perplexity"],
+                                                  "val_bits_per_char": o["bits_per_char"]}
+                                              for n, o in chosen["orders"].items()}},
         "perplexity_ratio": out["val_perplexity"] / kn_sum["perplexity"],
     })
     return out
