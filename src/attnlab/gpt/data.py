@@ -1,7 +1,10 @@
 """Loading the GPT stages' inputs (dialogues.pt, vocab.json), shared by training, evaluation and generation.
 
 Kept apart from the trainer so that evaluating, sampling or fitting the n-gram
-baseline imports no training code.
+baseline imports no training code. ``BASELINE_DEFAULTS`` (rule ``ngram_gpt``'s
+``gpt.baseline``) lives here too: the trainer's DEFAULT_CONFIG lists every
+``gpt`` key, and taking them from :mod:`attnlab.gpt.ngram` would make an edit
+of the n-gram code rerun training (the rules' code inputs follow imports).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+BASELINE_DEFAULTS = {"orders": [2, 3, 4, 5], "discount": "modified", "char_order": 5}
 
 
 def load_data(data_path: str | Path) -> dict:

@@ -58,9 +58,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-DISCOUNT_MODES = ("modified", "single")
+from attnlab.gpt.data import BASELINE_DEFAULTS as DEFAULT_CONFIG  # gpt.baseline; see gpt/data.py
 
-DEFAULT_CONFIG = {"orders": [2, 3, 4, 5], "discount": "modified", "char_order": 5}
+DISCOUNT_MODES = ("modified", "single")
 
 
 def _discounts(count_of_counts: Counter, mode: str) -> tuple[float, float, float]:

@@ -56,11 +56,10 @@ from typing import Optional
 import torch
 
 from attnlab import config as cfgmod
-from attnlab.gpt.data import load_data, load_tokenizer  # noqa: F401 (also importable from here)
+from attnlab.gpt.data import BASELINE_DEFAULTS, load_data, load_tokenizer  # noqa: F401 (also importable from here)
 from attnlab.gpt.generate import (DEFAULT_MASK_TOKENS, DEFAULT_PROMPTS, GENERATE_DEFAULTS, mask_ids,  # noqa: F401
                                   sample_prompts)
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
-from attnlab.gpt.ngram import DEFAULT_CONFIG as NGRAM_DEFAULTS
 from attnlab.gpt.scoring import bucketed_batches, pad_batch, score_dialogues, summarize, training_chunks
 from attnlab.io import atomic_path, torch_save, write_json, write_text
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
@@ -89,7 +88,7 @@ DEFAULT_CONFIG = {
         "num_threads": None,
     },
     "generate": copy.deepcopy(GENERATE_DEFAULTS),
-    "baseline": copy.deepcopy(NGRAM_DEFAULTS),  # rule ngram_gpt's; here so the schema test sees all gpt keys
+    "baseline": copy.deepcopy(BASELINE_DEFAULTS),  # rule ngram_gpt's; every gpt key is listed here
 }
 
 # The CPU preset (config/cpu.yaml carries the same values): the whole training
