@@ -9,6 +9,7 @@ from attnlab import config as cfgmod
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.gpt.generate import mask_ids, sample_prompts
 from test_gpt_generate import MAX_LEN, V, lively_model
+from test_gpt_train import corpus, straight  # noqa: F401 (fixtures: a trained tiny model)
 
 
 def reference_masked_greedy(model, prefix, n, banned):
@@ -81,3 +82,25 @@ def test_per_epoch_samples_follow_the_mask():
         words = s["text"].split()[2:]  # the prompt's two words, then the continuation
         assert len(words) == 40
         assert not {tok.itos[b] for b in banned} & set(words)
+
+
+def test_generate_stage_applies_mask_tokens_to_greedy_sampled_and_bench(corpus, straight):
+    from attnlab.gpt import generate as gpt_gen
+
+    d, tok, _ = corpus
+    ckpt = straight[0] / "checkpoint.pt"
+    gen = {"prompts": ["ROMEO:", "JULIET:"], "num_tokens": 30, "bench_tokens": 12, "temperature": 1.5}
+    free = gpt_gen.run(ckpt, d / "vocab.json", {"generate": {**gen, "mask_tokens": []}}, "cpu")
+    def generated(s):
+        return s["ids"][len(tok.encode(s["prompt"])):]
+
+    common = Counter(t for s in free["samples"] + free["sampled"] for t in generated(s)).most_common(1)[0][0]
+    masked_words = ["<unk>", "<pad>", tok.itos[common]]
+    res = gpt_gen.run(ckpt, d / "vocab.json", {"generate": {**gen, "mask_tokens": masked_words}}, "cpu")
+    assert res["mask_tokens"] == masked_words
+    banned = {tok.unk_id, tok.pad_id, common}
+    for s in res["samples"] + res["sampled"]:
+        assert len(generated(s)) == 30 and not banned & set(generated(s))
+    assert res["speed"]["identical"]
+    with pytest.raises(cfgmod.ConfigError, match="not in the vocabulary"):
+        gpt_gen.run(ckpt, d / "vocab.json", {"generate": {**gen, "mask_tokens": ["<mask>"]}}, "cpu")
