@@ -46,6 +46,14 @@ seen in training share one "other character" symbol. The total divided by the
 validation characters is an upper bound on what the word model needs to
 encode the text, comparable with character-level models (nanoGPT's
 shakespeare-char: 1.47 nats = 2.12 bits/char, on its own split).
+
+**Measured** (2026-11-27, tiny-shakespeare, the default split and min_freq-2
+vocabulary of 6,903 words, 24,252 validation targets, 2-core AMD EPYC, one
+thread): orders 2/3/4/5 reach validation perplexity 158.0/146.7/145.4/145.4
+(1.690/1.665/1.662/1.662 bits/char) with modified discounts, and
+158.1/148.6/147.6/147.9 with one discount per order; all four orders fit and
+score in ~10 s (under 1 GB). The open-vocabulary figure of the 5-gram is
+1.885 bits/char: the 1,072 ``<unk>`` targets cost ~21.8 bits each to spell.
 """
 
 from __future__ import annotations
