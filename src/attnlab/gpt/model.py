@@ -148,6 +148,7 @@ class DialogueGPT(nn.Module):
         temperature: float = 0.0,
         top_k: Optional[int] = None,
         seed: Optional[int] = None,
+        banned_ids: Optional[Sequence[int]] = None,
     ) -> list[int]:
         """Return ``prefix_ids`` followed by ``num_tokens`` generated token ids.
 
@@ -156,6 +157,11 @@ class DialogueGPT(nn.Module):
         restricted to the ``top_k`` most likely tokens when given, with a
         private generator seeded by ``seed`` (reproducible, leaves the global
         RNG alone).
+
+        ``banned_ids`` (e.g. ``<unk>`` and ``<pad>``) get logit -inf before the
+        argmax or the sampling, so they are never generated; the prefix may
+        still hold them. Greedy decoding stays deterministic: the argmax over
+        the remaining words.
 
         Context window: positions are learned up to ``max_len``, so the model
         never sees more than ``max_len`` tokens. While prefix + generated fits,
@@ -174,6 +180,12 @@ class DialogueGPT(nn.Module):
         seq = [int(t) for t in (prefix_ids.tolist() if isinstance(prefix_ids, Tensor) else prefix_ids)]
         if not seq:
             raise ValueError("generate needs at least one prefix token (the start token)")
+        banned = sorted({int(t) for t in (banned_ids or ())})
+        if any(not 0 <= t < self.vocab_size for t in banned):
+            raise ValueError(f"banned_ids {banned} must lie in 0..{self.vocab_size - 1}")
+        if len(banned) >= self.vocab_size:
+            raise ValueError("banned_ids cover the whole vocabulary: nothing left to generate")
+        banned_t = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
         gen = None
         if temperature > 0:
             gen = torch.Generator(device=device)
@@ -196,7 +208,10 @@ class DialogueGPT(nn.Module):
                     else:
                         logits = self._step(torch.tensor([seq[cached_upto:n]], device=device), cache)[0]
                     cached_upto = n
-                seq.append(self._pick(logits.float(), temperature, top_k, gen))
+                logits = logits.float()
+                if banned_t is not None:
+                    logits = logits.index_fill(0, banned_t, float("-inf"))
+                seq.append(self._pick(logits, temperature, top_k, gen))
         finally:
             self.train(was_training)
         return seq

@@ -27,8 +27,9 @@ import torch
 
 from attnlab import config as cfgmod
 from attnlab import training
-from attnlab.checkpoint import load_pt
 from attnlab.data.dialogues import collate_batch
+from attnlab.gpt.data import load_data, load_tokenizer
+from attnlab.gpt.generate import mask_ids, sample_prompts
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, score_dialogues, summarize, training_chunks
 from attnlab.io import torch_save, write_json, write_text
@@ -58,38 +59,6 @@ def model_config(cfg: dict, vocab_size: int, pad_id: int) -> dict:
             "pad_id": pad_id, "tie_weights": m["tie_weights"]}
 
 
-def load_data(data_path: str | Path) -> dict:
-    data_path = Path(data_path)
-    if not data_path.exists():
-        raise FileNotFoundError(f"{data_path} does not exist; build it with "
-                                "`python -m attnlab.data build-vocab`")
-    data = load_pt(data_path, "a dialogues.pt written by `python -m attnlab.data build-vocab`")
-    missing = [k for k in ("train", "val", "val_chars", "start_id", "pad_id", "unk_id", "vocab_size")
-               if k not in data]
-    if missing:
-        raise ValueError(f"{data_path} lacks {missing}; rebuild it with `python -m attnlab.data build-vocab`")
-    return data
-
-
-def load_tokenizer(vocab_path: str | Path, vocab_size: Optional[int] = None):
-    from attnlab.data.tokenizer import MyTokenizer
-
-    tok = MyTokenizer.load(vocab_path)
-    if vocab_size is not None and len(tok) != vocab_size:
-        raise ValueError(f"{vocab_path} has {len(tok)} tokens but the data/model expect {vocab_size}; "
-                         "use the vocab.json written together with dialogues.pt")
-    return tok
-
-
-def sample_prompts(model: DialogueGPT, tok, prompts, num_tokens: int) -> list[dict]:
-    """Greedy continuations of each prompt (the seed's per-epoch samples)."""
-    out = []
-    for prompt in prompts:
-        ids = model.generate(tok.encode(prompt), num_tokens, use_cache=True)
-        out.append({"prompt": prompt, "text": tok.decode(ids[1:])})  # drop the start token
-    return out
-
-
 def _write_progress(out_dir: Path, rows: list[dict], samples: list[dict]) -> None:
     training.write_metrics(rows, METRIC_COLUMNS, out_dir / "metrics.csv")
     write_text(out_dir / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
@@ -115,10 +84,11 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     device = pick_device(tcfg["device"])
     training.require_accelerator(tcfg["device"], device, tcfg["require_gpu"], "gpt")
     amp = bool(tcfg["amp"]) and device.type == "cuda"
-    cfg_digest = cfgmod.digest(cfg)
+    cfg_digest = cfgmod.digest({"model": cfg["model"], "train": tcfg})  # what this job trains with
 
     data = load_data(data_path)
     tok = load_tokenizer(vocab_path, data["vocab_size"])
+    banned = mask_ids(tok, tcfg["mask_tokens"])
     train_dialogues = data["train"]
     if tcfg["max_train_dialogues"] is not None:
         train_dialogues = train_dialogues[: int(tcfg["max_train_dialogues"])]
@@ -209,7 +179,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         if training.best_epoch(state["rows"], "val_loss") == epoch:
             state["best_epoch"] = epoch
             state["best_model"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"])
+        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"], banned)
         state["samples"] += [{"epoch": epoch, **s} for s in new]
         log(f"[gpt] epoch {epoch}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
             f"({row['val_bits_per_char']:.3f} bits/char) {seconds:.1f}s {row['tokens_per_s']:.0f} tok/s"
