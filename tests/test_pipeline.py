@@ -155,6 +155,24 @@ def test_a_copied_checkout_and_results_plan_nothing(tiny_run, tmp_path):
         assert GPT_RULES <= set(moved.plan())
 
 
+def test_gpu_sizes_without_a_gpu_stop_in_seconds_with_the_fix_on_the_console(tiny_run, tmp_path):
+    """The GPU preset's require_gpu with device auto, on this machine without a GPU (CI's too)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    extra = tmp_path / "gpu.yaml"
+    extra.write_text(yaml.safe_dump({"vit": {"runs": {"gpusized": {"train": {"device": "auto", "require_gpu": True}}}}}))
+    proc = tiny_run.snakemake("results/vit/gpusized/checkpoint.pt", configfiles=(extra,), check=False)
+    assert proc.returncode != 0
+    log = (tiny_run.workdir / "results" / "logs" / "train_vit" / "gpusized.log").read_text()
+    assert "[vit epoch" not in log  # stopped before the first step, not hours into a GPU-sized run
+    line = next(x for x in proc.stdout.splitlines() if "error: vit.train.require_gpu is true" in x)
+    assert "--configfile config/cpu.yaml" in line and "require_gpu: false" in line
+    out = tiny_run.workdir / "results" / "vit" / "gpusized"
+    assert not (out / "checkpoint.pt").exists() and not (out / "resume").exists()
+
+
 def test_a_killed_job_leaves_nothing_a_rerun_trusts(tiny_run, tmp_path):
     """SIGKILL snakemake and its job mid-training: the rerun redoes the job and finishes it."""
     extra = tmp_path / "killme.yaml"

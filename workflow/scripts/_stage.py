@@ -39,19 +39,29 @@ def _use_checkout_source() -> None:
         sys.path.insert(0, str(SRC))
 
 
-def _redirect_to_log(log: str | None) -> None:
+def _redirect_to_log(log: str | None) -> int | None:
+    """Send fds 1 and 2 to ``log``; return a duplicate of the console's stderr (None without a log)."""
     if not log:
-        return
+        return None
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
+    console = os.dup(2)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     # line-buffer so a killed job's log still shows how far it got
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
+    return console
+
+
+def _echo_errors(log: str, console: int) -> None:
+    """Repeat a failed stage's ``error:`` lines on the console, where Snakemake's user looks first."""
+    lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.startswith("error: ")]
+    if lines:
+        os.write(console, "".join(f"[{Path(log).name}] {line}\n" for line in lines[-3:]).encode())
 
 
 def config_file(section: Any, tmpdir: str) -> str:
@@ -128,7 +138,7 @@ def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], li
     ``resume_dir``: the trainer's resume-state folder (see the module docstring).
     """
     log = snakemake.log[0] if len(snakemake.log) else None
-    _redirect_to_log(log)
+    console = _redirect_to_log(log)
     _use_checkout_source()
     import importlib
 
@@ -151,4 +161,6 @@ def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], li
     print(f"[{snakemake.rule}] finished rc={rc} in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
+    if rc and console is not None:
+        _echo_errors(log, console)
     sys.exit(int(rc or 0))
