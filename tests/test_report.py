@@ -492,3 +492,54 @@ def test_tiny_pipeline_writeup_cites_its_results(tiny_run):
             s = benchmark_seconds(tiny_run.workdir / path)
             assert s is not None, f"{path} missing after a full run"
             assert_in(f"{rule} {run} {fx(s, 1)}", text)
+
+
+def _printed(line: str, text: str) -> bool:
+    """``line`` is in ``text``, possibly wrapped across a page break (which inserts the page number)."""
+    if line in text:
+        return True
+    return any(re.search(re.escape(line[:k]) + r"\d{1,3}" + re.escape(line[k:]), text) for k in range(1, len(line)))
+
+
+def test_code_appendix_prints_the_seed_classes_as_they_are(built):
+    """The appendix holds the source of every seed class, as inspect reads it from the imported modules."""
+    import inspect
+
+    from attnlab.data.dialogues import DialogueDataset
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.gpt.model import DialogueGPT, DialogueLoss
+    from attnlab.transformer import FFN, AttentionHead, AttentionResidual, MultiHeadedAttention, Transformer
+    from attnlab.vit.model import PatchEmbed, VisionTransformer
+
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert_in("Appendix: code", text)
+    appendix = text[text.index(squash("Appendix: code")):]
+    for cls in (AttentionHead, MultiHeadedAttention, FFN, AttentionResidual, Transformer, PatchEmbed,
+                VisionTransformer, MyTokenizer, DialogueDataset, DialogueGPT, DialogueLoss):
+        src = inspect.getsource(cls)
+        first = src.splitlines()[0]
+        lines, start = inspect.getsourcelines(cls)
+        # the header line, the file:lines reference, and every line of the body (page breaks may split it)
+        assert_in(first, appendix)
+        assert_in(f"lines {start}–{start + len(lines) - 1}", appendix)
+        # line by line: a page break (and its page number) may fall between any two lines
+        lost = [line for line in src.splitlines() if not _printed(squash(line), appendix)]
+        assert not lost, f"{cls.__name__}: lines missing from the appendix: {lost[:3]}"
+    assert_in("def generate(", appendix)  # the seed's generation, a method of DialogueGPT
+
+
+def test_code_appendix_follows_the_source(tmp_path):
+    """A changed source file changes the listing: it is read at build time, not copied."""
+    from attnlab.report import code
+
+    src = tmp_path / "src"
+    (src / "attnlab").mkdir(parents=True)
+    f = src / "attnlab" / "mod.py"
+    f.write_text("import os\n\n\n@staticmethod\ndef helper(x):\n    return x + 1\n\n\nclass A:\n    pass\n")
+    assert code.definition_source(f, "helper") == ("@staticmethod\ndef helper(x):\n    return x + 1\n", 4, 6)
+    f.write_text("class A:\n    y = 2\n")
+    assert code.definition_source(f, "A") == ("class A:\n    y = 2\n", 1, 2)
+    with pytest.raises(code.CodeListingError, match="helper"):
+        code.definition_source(f, "helper")
+    assert code.module_file("attnlab.mod", src) == f

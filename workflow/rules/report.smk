@@ -7,6 +7,7 @@
 
 sys.path.insert(0, str(SRC))  # the checkout's attnlab, also when planning outside its env
 from attnlab.report.inputs import required_files, result_paths  # noqa: E402  (stdlib only)
+from attnlab.report.code import source_files as listed_sources  # noqa: E402  (stdlib only)
 
 REPORT_SOURCES = sorted(str(p) for p in (ROOT / "report").glob("*.typ"))
 
@@ -17,6 +18,8 @@ rule report:
         writeup=str(ROOT / "report" / "writeup.typ"),
         typst=REPORT_SOURCES,
         code=pkg_sources("attnlab.report", "attnlab.report.cli", "attnlab.report.build"),
+        # the code appendix prints these files: an edit of a listed class rebuilds the PDF
+        listed=listed_sources(SRC),
     output:
         pdf=report(
             "results/report/writeup.pdf",

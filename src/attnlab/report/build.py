@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from attnlab.io import atomic_path, write_json
-from attnlab.report import facts
+from attnlab.report import code, facts
 from attnlab.report.inputs import RUN_GROUPS
 from attnlab.report.validate import ReportInputError, check_file, finite_json, iter_files
 
@@ -117,6 +117,7 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         "run_config": {family: {run: run_section(config, family, run) for run in results[family]}
                        for family in RUN_GROUPS},
         "files": files,
+        "code": code.listings(),
     }
 
 
