@@ -543,3 +543,121 @@ def test_code_appendix_follows_the_source(tmp_path):
     with pytest.raises(code.CodeListingError, match="helper"):
         code.definition_source(f, "helper")
     assert code.module_file("attnlab.mod", src) == f
+
+
+# ---------------------------------------- the text follows the numbers (issue 16) ---
+def rebuild(built, tmp_path, edits: dict | None = None, config=None) -> str:
+    """The PDF text for a copy of the results with ``edits`` ({relative JSON path: fn(data) -> None}) applied.
+
+    ``config(cfg)`` may change the config handed to the report (the run settings the writeup quotes).
+    """
+    root, inputs, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    for rel, fn in (edits or {}).items():
+        data = _load(copy / rel)
+        fn(data)
+        (copy / rel).write_text(json.dumps(data))
+    if config is not None:
+        config(inputs2["config"])
+    build_report(inputs2, tmp_path / "w.pdf")
+    return pdf_text(tmp_path / "w.pdf")
+
+
+def _set(**kv):
+    return lambda d: d.update(kv)
+
+
+def test_vit_accuracy_wording_interval_and_validation_set(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    ev = _load(inputs["results"]["vit"]["main"]["eval"])
+    p, n = ev["test_accuracy"], ev["n_test"]
+    half = 1.96 * math.sqrt(p * (1 - p) / n)  # the normal-approximation binomial interval, by hand
+    assert_in(f"binomial 95% interval of ±{fx(100 * half, 1)} points ({pct(p - half)} to {pct(p + half)})", text)
+    assert p < 0.8 and squash("below the high 80s") in text and squash("in the high 80s the homework") not in text
+    # no n_val in this summary: nothing is claimed about the validation set being the test set
+    assert squash("same") + str(n) + squash("test images") not in text
+
+    def wording(acc):
+        def edit(d):
+            d["test_accuracy"] = acc
+        return edit
+
+    hi = rebuild(built, tmp_path / "hi", {"vit/main/eval.json": wording(0.871)})
+    assert_in("Test accuracy: 87.1%", hi)
+    assert_in("That is in the high 80s the homework expects", hi)
+    mid = rebuild(built, tmp_path / "mid", {"vit/main/eval.json": wording(0.855)})
+    assert_in("That is in the 80s, but short of the high 80s (87% or more)", mid)
+    assert squash("in the high 80s the homework expects") not in mid
+    # the trainer records n_val: equal to n_test means validation is the test set
+    same = rebuild(built, tmp_path / "same", {"vit/main/train_summary.json": _set(n_val=n)})
+    assert_in(f"The per-epoch \"validation\" set is the same {n} test images", same.replace("“", '"').replace("”", '"'))
+
+
+def test_vit_epochs_against_plan_and_budget(built, tmp_path):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert squash("of its time budget") not in text  # the synthetic summary has no plan nor budget
+    budget = rebuild(built, tmp_path / "b", {"vit/main/train_summary.json": _set(
+        epochs=204, planned_epochs=300, time_budget_s=280, stopped_by_budget=True)})
+    assert_in("trained for 204 epochs of 300 planned", budget)
+    assert_in("It stopped there because of its time budget of 0:04:40", budget)
+    full = rebuild(built, tmp_path / "f", {"vit/main/train_summary.json": _set(
+        epochs=300, planned_epochs=300, time_budget_s=280, stopped_by_budget=False)})
+    assert_in("trained for 300 epochs of 300 planned", full)
+    assert_in("It ran all planned epochs", full)
+    assert squash("because of its time budget") not in full
+    # an older summary without stopped_by_budget: inferred from epochs < planned with a budget set
+    old = rebuild(built, tmp_path / "o", {"vit/main/train_summary.json": _set(
+        epochs=7, planned_epochs=300, time_budget_s=60)})
+    assert_in("It stopped there because of its time budget of 0:01:00", old)
+
+
+def test_vit_train_below_validation_is_explained_only_when_true(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    rows = list(csv.DictReader(open(inputs["results"]["vit"]["main"]["metrics"])))
+    assert float(rows[-1]["train_acc"]) > float(rows[-1]["val_acc"])  # as written: no explanation due
+    assert squash("is below the validation accuracy") not in text
+
+    def aug(cfg):
+        cfg["vit"]["train"].update(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)
+
+    copy_rows = [dict(r) for r in rows]
+    copy_rows[-1]["train_acc"] = "0.3"  # the numbers the other way: training below validation
+    for tmp, cfg, expect in ((tmp_path / "mix", aug, "mixup and cutmix blend"),
+                             (tmp_path / "plain", None, "without mixup")):
+        text2 = _rebuild_with_metrics(built, tmp, copy_rows, cfg)
+        assert_in(f"the training accuracy, {pct(0.3)}, is below the validation accuracy, "
+                  f"{pct(float(rows[-1]['val_acc']))}", text2)
+        assert_in(expect, text2)
+        assert (squash("label smoothing (0.1)") in text2) == (cfg is not None)
+
+
+def _rebuild_with_metrics(built, tmp, rows, config):
+    root, inputs, _ = built
+    copy = tmp / "results"
+    shutil.copytree(root / "results", copy)
+    _write_csv(copy / "vit/main/metrics.csv", rows)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    if config is not None:
+        config(inputs2["config"])
+    build_report(inputs2, tmp / "w.pdf")
+    return pdf_text(tmp / "w.pdf")
+
+
+def test_pos_embed_of_the_actual_run(built, tmp_path):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    # CONFIG's vit model: learned, 32x32 images, patch 4 -> 64 patches + class token
+    assert_in("Run main used pos_embed: learned: a table of 65 rows", text)
+    assert squash("the table is the limit") in text and squash("longest sequence seen in training") not in text
+
+    def sincos(cfg):
+        cfg["vit"]["model"]["pos_embed"] = "sincos"
+
+    other = rebuild(built, tmp_path, config=sincos)
+    assert_in("Run main used pos_embed: sincos, the length-free code above", other)
+    assert squash("a table of 65 rows") not in other
