@@ -311,16 +311,7 @@ def test_numbers_from_the_results_appear(built):
     theory = _load(R["theory"]["rnn_vs_attention"])
     for m in theory["scaling"]["methods"].values():
         assert_in(f"{m['label']} {fx(m['slope_flops'])} {fx(m['slope_seconds'])}", text)
-    c = theory["contribution"]
-    off = []
-    for r, norms in c["norms"].items():
-        word = "shrinks" if norms[-1] < norms[0] else "grows" if norms[-1] > norms[0] else "stays"
-        assert_in(f"{word} from {sig(norms[0])} at T = {c['lens'][0]} to {sig(norms[-1])} at T = {c['lens'][-1]}", text)
-        rate = math.exp((math.log(norms[-1]) - math.log(norms[0])) / (c["lens"][-1] - c["lens"][0]))
-        assert_in(f"about {fx(rate, 4)} per step", text)
-        off.append(abs(rate - float(r)) > 0.05 * float(r))
-    # the closing sentence follows the numbers
-    assert (squash("within 5% of ρ in every case") in text) == (not any(off))
+    _check_contribution_text(theory["contribution"], text)
 
     ev = _load(R["vit"]["main"]["eval"])
     assert_in(f"Test accuracy: {pct(ev['test_accuracy'])}", text)
@@ -361,6 +352,41 @@ def test_numbers_from_the_results_appear(built):
     assert_in("bench_tokens: 64", text)
 
 
+def _check_contribution_text(c: dict, text: str) -> None:
+    """P1(d): the hidden-state law per rho, the fitted y rates, and the wording their deviation from rho calls for."""
+    lens = c["lens"]
+    for r, h in c["h_norms"].items():
+        a, b = h[0], h[-1]
+        if abs(b / a - 1) < 1e-6:
+            assert_in(f"for ρ = {r} it stays at {sig(a)} for every T", text)
+        else:
+            word = "shrinks" if b < a else "grows"
+            assert_in(f"for ρ = {r} it {word} from {sig(a)} at T = {lens[0]} to {sig(b)} at T = {lens[-1]}", text)
+    for r, rate in c["fitted_rate"].items():
+        assert_in(f"ρ = {r}: {fx(rate, 4)}", text)
+    worst = max(abs(rate - float(r)) / float(r) for r, rate in c["fitted_rate"].items())
+    assert_in(f"The largest relative deviation from ρ is {pct(worst, 2)}", text)
+    assert (squash("the measured rate is ρ, as the analysis predicts") in text) == (worst <= 0.005)
+    assert (squash("more than 5% off ρ") in text) == (worst > 0.05)
+    q = [y / h for r in c["norms"] for y, h in zip(c["norms"][r], c["h_norms"][r])]
+    assert_in(f"ranges from {sig(min(q))} to {sig(max(q))}", text)
+    assert squash("per step)") not in text  # the old endpoint wording ("about 0.9996 per step") is gone
+
+
+def test_contribution_wording_follows_the_rates(built, tmp_path):
+    """The numbers the other way: rates far from rho get the 'more than 5% off' sentence, none of 'as predicted'."""
+    def skew(d):
+        c = d["contribution"]
+        c["fitted_rate"] = {r: float(r) * 1.08 for r in c["fitted_rate"]}
+        c["h_norms"]["1.0"] = [1.5] * len(c["lens"])  # level: "stays"
+
+    text = rebuild(built, tmp_path, {"theory/rnn_vs_attention.json": skew})
+    c = _load(tmp_path / "results/theory/rnn_vs_attention.json")["contribution"]
+    _check_contribution_text(c, text)
+    assert_in("for ρ = 1.0 it stays at 1.50 for every T", text)
+    assert_in("more than 5% off ρ", text)
+
+
 def test_same_results_give_same_bytes_anywhere(built, tmp_path):
     root, inputs, pdf = built
     again = tmp_path / "again.pdf"
@@ -395,7 +421,7 @@ def test_missing_result_names_file_and_rule(built, tmp_path):
     ("vit/main/heatmap_stats.json", "{\"images\": [", "vit_heatmaps", "is malformed"),
     ("gpt/small/eval.json", json.dumps({"val_loss": 1.0}), "evaluate_gpt", "val_bits_per_char"),
     ("gpt/main/metrics.csv", "epoch,train_loss\n1,2.0\n", "train_gpt", "lacks column"),
-    ("theory/scaling.png", "not a png", "rnn_vs_attention", "not a PNG"),
+    ("theory/scaling.svg", "not a picture", "rnn_vs_attention", "not an SVG"),
 ])
 def test_malformed_result_names_file_and_rule(built, tmp_path, rel, content, rule, why):
     root, inputs, _ = built
@@ -418,6 +444,7 @@ def test_non_finite_norms_still_compile(built, tmp_path):
     path = copy / "theory/rnn_vs_attention.json"
     data = _load(path)
     data["contribution"]["norms"]["1.1"][-1] = float("inf")
+    data["contribution"]["fitted_rate"]["1.1"] = None  # as the stage writes it: no rate through an overflow
     path.write_text(json.dumps(data))  # json.dumps writes Infinity
     assert "Infinity" in path.read_text()
     build_report(inputs2, tmp_path / "w.pdf")
@@ -661,3 +688,72 @@ def test_pos_embed_of_the_actual_run(built, tmp_path):
     other = rebuild(built, tmp_path, config=sincos)
     assert_in("Run main used pos_embed: sincos, the length-free code above", other)
     assert squash("a table of 65 rows") not in other
+
+
+def _timings(rnn, std, naive=None, rearr=None, outliers=(), gpu=False):
+    """An edit of rnn_vs_attention.json: these median seconds (T = 16, 32, 64), outliers flagged on the RNN."""
+    def edit(d):
+        sc = d["scaling"]
+        M = sc["methods"]
+        M["rnn_loop"]["seconds"] = rnn
+        M["attention_standard"]["seconds"] = std
+        M["attention_naive"]["seconds"] = naive or std
+        M["attention_rearranged"]["seconds"] = rearr or [x / 10 for x in rnn]
+        M["rnn_loop"]["outliers"] = list(outliers)
+        M["rnn_loop"]["slope_seconds_clean"] = 0.97
+        if gpu:
+            d["scaling_gpu"] = json.loads(json.dumps({**sc, "device": "cuda", "hardware": "Test GPU 80GB",
+                                                      "torch_threads": None}))
+    return edit
+
+
+def test_scaling_text_says_where_and_how_it_was_measured(built):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    th = _load(inputs["results"]["theory"]["rnn_vs_attention"])
+    S = th["scaling"]
+    assert S["torch_threads"] == 1 and S["device"] == "cpu"  # make_results runs the stage on one thread
+    assert_in(f"on the CPU of the pipeline's machine, {S['hardware']}, with 1 torch thread".replace("'", "’"), text)
+    assert_in(f"Forward time is the median of {S['repeats']} timed runs", text)
+    assert_in("The run had no GPU, so none of these numbers measures parallel hardware", text)
+    assert squash("on the machine in the title page") not in text
+    for old in ("flops say", "GFLOP/s there"):
+        assert squash(old) not in text
+    # the table's columns say what they hold
+    assert_in("time slope (CPU)", text)
+    assert_in(f"median s at T = {S['seq_lens'][-1]}", text)
+
+
+def test_full_comparison_with_softmax_attention_follows_the_times(built, tmp_path):
+    # full softmax attention overtakes the RNN from T = 32, and the RNN point at 64 is flagged
+    text = rebuild(built, tmp_path / "a", {"theory/rnn_vs_attention.json": _timings(
+        rnn=[1e-3, 2e-3, 4e-3], std=[0.5e-3, 2.5e-3, 10e-3], outliers=[64])})
+    assert_in("On the CPU at T = 64, the step-by-step RNN took 10.0 times as long as the rearranged attention", text)
+    assert_in("With one thread this is not parallel hardware at work", text)
+    assert_in("The comparison with full softmax attention, which is O(T2), goes the other way at length: at T = 64 "
+              f"it took {sig(10e-3)} s, {sig(10e-3 / 4e-3)} times the RNN's time, and it is slower than the RNN "
+              "from T = 32 on".replace("'", "’"), text)
+    assert_in("Flagged points (median time more than 1.5× off the method's robust line): "
+              "RNN, step by step (eq. 1-2) at T = 64".replace("'", "’"), text)
+    assert_in("0.97 (RNN, step by step (eq. 1-2))", text)
+    # the other way: softmax attention faster than the RNN everywhere, no outlier
+    text = rebuild(built, tmp_path / "b", {"theory/rnn_vs_attention.json": _timings(
+        rnn=[10e-3, 20e-3, 40e-3], std=[1e-3, 2e-3, 8e-3])})
+    assert_in(f"At T = 64 full softmax attention, which is O(T2), took {sig(8e-3)} s, {sig(40e-3 / 8e-3)} times "
+              "less than the RNN: over the lengths measured its quadratic work never cost more", text)
+    assert squash("goes the other way") not in text
+    assert_in("No median time is more than 1.5× off its method's robust line".replace("'", "’"), text)
+    assert squash("Flagged points") not in text
+    # slower at every length
+    text = rebuild(built, tmp_path / "c", {"theory/rnn_vs_attention.json": _timings(
+        rnn=[1e-3, 2e-3, 4e-3], std=[2e-3, 3e-3, 9e-3])})
+    assert_in("and it is slower than the RNN at every length measured", text)
+
+
+def test_gpu_timings_make_the_parallelism_point(built, tmp_path):
+    text = rebuild(built, tmp_path, {"theory/rnn_vs_attention.json": _timings(
+        rnn=[1e-3, 2e-3, 4e-3], std=[0.5e-3, 2.5e-3, 10e-3], gpu=True)})
+    assert_in("The same methods were timed on the run's GPU, Test GPU 80GB".replace("'", "’"), text)
+    assert_in("On the GPU at T = 64, the step-by-step RNN took 10.0 times as long", text)
+    assert_in("Here the parallelism argument is measured", text)
+    assert squash("The run had no GPU") not in text

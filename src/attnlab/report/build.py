@@ -20,7 +20,7 @@ INPUTS (a dict, or the JSON file given to ``python -m attnlab.report --inputs``)
         "checks": {"module_checks": ".../checks/module_checks.json",
                    "attention_mask": ".../checks/attention_mask.png"},
         "theory": {"rnn_vs_attention": ".../theory/rnn_vs_attention.json",
-                   "scaling": ".../theory/scaling.png", "contribution": ".../theory/contribution.png"},
+                   "scaling": ".../theory/scaling.svg", "contribution": ".../theory/contribution.svg"},
         "vit": {RUN: {"metrics", "curves", "train_summary", "eval", "confusion",
                       "heatmap_stats", "heatmaps", "rollout"}},          # one dict of paths per run
         "gpt": {RUN: {"metrics", "curves", "samples", "train_summary", "eval", "generation"}},
