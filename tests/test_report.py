@@ -89,8 +89,10 @@ def squash(text: str) -> str:
 
 
 def pdf_text(path: Path, page: int | None = None) -> str:
+    """The text without the page numbers, which pypdf puts last on each page (inside a sentence at a break)."""
     pages = pypdf.PdfReader(str(path)).pages
-    return squash("\n".join(p.extract_text() for p in (pages if page is None else [pages[page]])))
+    return squash("\n".join(re.sub(r"\s*\d+\s*$", "", p.extract_text())
+                             for p in (pages if page is None else [pages[page]])))
 
 
 def assert_in(expected: str, text: str) -> None:
@@ -315,11 +317,7 @@ def test_numbers_from_the_results_appear(built):
 
     ev = _load(R["vit"]["main"]["eval"])
     assert_in(f"Test accuracy: {pct(ev['test_accuracy'])}", text)
-    hs = _load(R["vit"]["main"]["heatmap_stats"])["summary"]
-    assert_in(f"on average {pct(hs['mean_center_mass'])} of its attention", text)
-    assert_in(f"against {pct(hs['uniform_center_mass'])} for uniform", text)
-    # the sentence picks the side the numbers are on
-    assert (squash("concentrates on the middle") in text) == (hs["mean_center_mass"] > 1.05 * hs["uniform_center_mass"])
+    _check_heatmap_text(_load(R["vit"]["main"]["heatmap_stats"]), text)
     assert_in("3 of the 4 images are classified correctly", text)
 
     gen = _load(R["gpt"]["main"]["generation"])
@@ -352,6 +350,43 @@ def test_numbers_from_the_results_appear(built):
     assert_in("bench_tokens: 64", text)
 
 
+def _lean_words(q: float, place: str) -> str:
+    """The writeup's wording for a share q times its uniform baseline (thresholds 1.25, 1.05, 0.95, 0.8)."""
+    if q >= 1.25:
+        return f"clearly more on the {place} than chance"
+    if q >= 1.05:
+        return f"a slight lean towards the {place}"
+    if q > 0.95:
+        return f"no preference for the {place}"
+    if q > 0.8:
+        return f"a slight lean away from the {place}"
+    return f"clearly less on the {place} than chance"
+
+
+def _check_heatmap_text(stats: dict, text: str) -> None:
+    """P3(d): shares against their uniform baselines, entropy against its maximum, rollout, per image."""
+    hs = stats["summary"]
+    cm, ucm = hs["mean_center_mass"], hs["uniform_center_mass"]
+    assert_in(f"on average {pct(cm)} of it falls on the centre against {pct(ucm)} under uniform attention "
+              f"({fx(cm / ucm)} times the uniform share: {_lean_words(cm / ucm, 'centre')})", text)
+    if "mean_border_mass" in hs:
+        bm, ubm = hs["mean_border_mass"], hs["uniform_border_mass"]
+        assert_in(f"{pct(bm)} on the border against {pct(ubm)} ({fx(bm / ubm)} times the uniform share: "
+                  f"{_lean_words(bm / ubm, 'border')})", text)
+    hr = hs["mean_entropy"] / hs["max_entropy"]
+    words = "close to uniform" if hr >= 0.95 else "moderately peaked" if hr >= 0.8 else "clearly peaked on a few patches"
+    assert_in(f"{pct(hr)} of the maximum {fx(hs['max_entropy'])} (uniform): the maps are {words}", text)
+    assert (squash("any preference for the centre is weak") in text) == (hr >= 0.95 and cm / ucm < 1.25)
+    assert (squash("where CIFAR-10 objects usually are") in text) == (cm / ucm >= 1.25 and hr < 0.95)
+    if "rollout_mean_center_mass" in hs:
+        rc, ruc = hs["rollout_mean_center_mass"], hs["rollout_uniform_center_mass"]
+        assert_in(f"Rollout: {pct(rc)} on the centre against {pct(ruc)} ({fx(rc / ruc)} times the uniform share: "
+                  f"{_lean_words(rc / ruc, 'centre')})", text)
+    for i in stats["images"]:
+        assert_in(f"{i['index']} {i['true']}", text)
+        assert_in(f"{pct(i['center_mass'])} {pct(i['border_mass'])} {pct(i['entropy'] / hs['max_entropy'])}", text)
+
+
 def _check_contribution_text(c: dict, text: str) -> None:
     """P1(d): the hidden-state law per rho, the fitted y rates, and the wording their deviation from rho calls for."""
     lens = c["lens"]
@@ -371,6 +406,39 @@ def _check_contribution_text(c: dict, text: str) -> None:
     q = [y / h for r in c["norms"] for y, h in zip(c["norms"][r], c["h_norms"][r])]
     assert_in(f"ranges from {sig(min(q))} to {sig(max(q))}", text)
     assert squash("per step)") not in text  # the old endpoint wording ("about 0.9996 per step") is gone
+
+
+def test_heatmap_wording_follows_the_shares(built, tmp_path):
+    """Near-uniform maps with a small centre lean read as weak; peaked central maps as central; rollout and
+    border baselines, colour scale and per-image readings appear when the stats carry them."""
+    _, inputs, pdf = built
+    stats = _load(inputs["results"]["vit"]["main"]["heatmap_stats"])
+    assert stats["summary"]["mean_center_mass"] / stats["summary"]["uniform_center_mass"] >= 1.25
+    _check_heatmap_text(stats, pdf_text(pdf))
+
+    def flat(d):
+        # the issue's run: 1.19x the uniform centre share, entropy 97.8% of the maximum, rollout 24.9% vs 25%
+        s = d["summary"]
+        s.update(mean_center_mass=0.25 * 1.19, mean_entropy=0.978 * s["max_entropy"],
+                 mean_border_mass=0.4, uniform_border_mass=28 / 64,
+                 rollout_mean_center_mass=0.249, rollout_uniform_center_mass=0.25, rollout_mean_border_mass=0.44,
+                 rollout_uniform_border_mass=28 / 64, rollout_mean_entropy=0.99 * s["max_entropy"],
+                 rollout_max_entropy=s["max_entropy"], grid=[8, 8], colour_scale=[0.0, 0.05],
+                 rollout_colour_scale=[0.0, 0.03])
+        for i in d["images"]:
+            i.update(entropy=0.99 * s["max_entropy"], center_mass=0.26, border_mass=0.43, rollout_center_mass=0.249)
+
+    text = rebuild(built, tmp_path, {"vit/main/heatmap_stats.json": flat})
+    stats = _load(tmp_path / "results/vit/main/heatmap_stats.json")
+    _check_heatmap_text(stats, text)
+    assert_in("1.19 times the uniform share: a slight lean towards the centre", text)
+    assert_in("any preference for the centre is weak", text)
+    assert_in("Rollout: 24.9% on the centre against 25.0% (1.00 times the uniform share: no preference", text)
+    assert_in("One colour scale serves all 4 maps, from 0.0% to 5.0% of the attention on one patch", text)
+    assert_in("the uniform share 1/64 = 1.56%", text)
+    assert_in("rollout centre share", text)
+    assert_in("0 of the 4 maps lean clearly on the centre and 4 are near-uniform", text)
+    assert squash("where CIFAR-10 objects usually are") not in text
 
 
 def test_contribution_wording_follows_the_rates(built, tmp_path):
@@ -757,3 +825,20 @@ def test_gpu_timings_make_the_parallelism_point(built, tmp_path):
     assert_in("On the GPU at T = 64, the step-by-step RNN took 10.0 times as long", text)
     assert_in("Here the parallelism argument is measured", text)
     assert squash("The run had no GPU") not in text
+
+
+def test_heatmap_figure_uses_one_colour_scale(tmp_path):
+    """heatmaps.py draws every map on one scale, 0 to the largest patch share in the figure (by hand here)."""
+    import torch
+
+    from attnlab.vit.heatmaps import plot_overlays
+
+    imgs = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    heat = torch.full((3, 2, 2), 0.25)
+    heat[1] = torch.tensor([[0.7, 0.1], [0.1, 0.1]])  # the peak of the whole figure
+    heat[2] = torch.tensor([[0.4, 0.2], [0.2, 0.2]])
+    scale = plot_overlays(imgs, heat, ["a", "b", "c"], "t", tmp_path / "h.png")
+    assert scale == (0.0, pytest.approx(0.7))
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the other way: a flatter figure gets a lower top, so colours are comparable within a figure only
+    assert plot_overlays(imgs, heat[[0, 2]], ["a", "c"], "t", tmp_path / "h2.png") == (0.0, pytest.approx(0.4))
