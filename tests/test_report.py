@@ -842,3 +842,65 @@ def test_heatmap_figure_uses_one_colour_scale(tmp_path):
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the other way: a flatter figure gets a lower top, so colours are comparable within a figure only
     assert plot_overlays(imgs[:2], heat[[0, 2]], ["a", "c"], "t", tmp_path / "h2.png") == (0.0, pytest.approx(0.4))
+
+
+def test_generation_speed_is_called_latency_bound_only_when_it_is(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    R = inputs["results"]["gpt"]["main"]
+    sp = _load(R["generation"])["speed"]
+    n = _load(R["train_summary"])["n_params"]
+    step = 1 / sp["cached_tokens_per_s"]
+    bw = 4 * n / step  # bytes of float32 weights read once per step, by hand
+    assert_in(f"a cached step took {sig(step * 1000)} ms. Reading all {n // 1000} {n % 1000:03d} weights once "
+              f"({sig(4 * n / 1e6)} MB in float32) in that time is an effective {sig(bw / 1e9)} GB/s", text)
+    assert bw < 5e9 and squash("well below a CPU's memory bandwidth".replace("'", "’")) in text
+    assert squash("memory-bound") not in text.replace(squash("not memory-bound"), "")
+    assert_in("training runs batches of 16 sequences with the backward pass", text)
+    assert_in("That is not like for like", text)
+    # on a GPU: slow steps are launch-bound; a (hypothetical) huge model read at 400 GB/s would be memory-bound
+    gpu = rebuild(built, tmp_path / "g", {"gpt/main/train_summary.json": _set(device="cuda")})
+    assert_in("far below a GPU's memory bandwidth (hundreds to thousands of GB/s): at batch 1 this model is "
+              "latency- or launch-bound, not memory-bound".replace("'", "’"), gpu)
+    big = rebuild(built, tmp_path / "m", {"gpt/main/train_summary.json": _set(device="cuda", n_params=int(1e11 / 4 * step * 4))})
+    assert_in("reading the weights may be what bounds each step (memory-bound)", big)
+
+
+def test_validation_minimum_kept_epoch_and_distinct_words(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    rows = list(csv.DictReader(open(inputs["results"]["gpt"]["main"]["metrics"])))
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    assert best is rows[-1]
+    assert_in(f"its minimum was {fx(float(best['val_loss']), 3)} at epoch {best['epoch']}, the last epoch", text)
+    assert_in("The checkpoint evaluated below holds the last epoch's weights".replace("'", "’"), text)
+    assert_in("distinct space-separated tokens, punctuation included, divided by all tokens of a sample", text)
+    # the numbers the other way: the minimum in the middle, the best epoch kept
+    rows2 = [dict(r) for r in rows]
+    rows2[1]["val_loss"] = "3.5"
+    root, inputs0, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    _write_csv(copy / "gpt/main/metrics.csv", rows2)
+    s = _load(copy / "gpt/main/train_summary.json")
+    s.update(kept_epoch=2, best_epoch=2, best_val_loss=3.5, selection="best_val_loss")
+    (copy / "gpt/main/train_summary.json").write_text(json.dumps(s))
+    inputs2 = json.loads(json.dumps(inputs0).replace(str(root / "results"), str(copy)))
+    build_report(inputs2, tmp_path / "w.pdf")
+    text2 = pdf_text(tmp_path / "w.pdf")
+    last = float(rows2[-1]["val_loss"])
+    assert_in(f"its minimum was 3.500 at epoch 2, after which it rose again by {fx(last - 3.5, 3)} (over-fitting)",
+              text2)
+    assert_in("holds the weights of epoch 2 (the epoch of lowest validation loss)", text2)
+
+
+def test_long_dialogues_are_explained_against_max_len(built, tmp_path):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert_in("The model has learned positions for 128 tokens only", text)  # CONFIG gpt.model.max_len
+    assert_in("cut into max_len-token pieces that overlap by one token", text)
+    lt = {"mean": 30.0, "median": 24.0, "p95": 90, "p99": 120, "max": 300}
+    long = rebuild(built, tmp_path / "l", {"data/shakespeare/vocab_report.json": _set(length_tokens=lt)})
+    assert_in("The longest dialogue has 300 tokens (99% have at most 120, the median 24), so some exceed max_len", long)
+    short = rebuild(built, tmp_path / "s", {"data/shakespeare/vocab_report.json": _set(length_tokens={**lt, "max": 128})})
+    assert_in("so in run main every dialogue fits and nothing is cut", short)
