@@ -265,7 +265,7 @@ def _load(path) -> dict:
 def test_every_section_is_present(built):
     _, _, pdf = built
     text = pdf_text(pdf)
-    for heading in ["attnlab test writeup", "What was run", "Provenance", "Data sources", "Training wall times",
+    for heading in ["attnlab test writeup", "What was run", "Provenance", "Data sources", "Wall times",
                     "Problem 1: RNNs versus transformers", "(a) Two steps", "(b) Three steps", "(c) T steps",
                     "(d) The first input", "(e) Cost of a forward pass", "(f) Very long sequences",
                     "Problem 2: Implementing a transformer", "Module checks",
@@ -904,3 +904,84 @@ def test_long_dialogues_are_explained_against_max_len(built, tmp_path):
     assert_in("The longest dialogue has 300 tokens (99% have at most 120, the median 24), so some exceed max_len", long)
     short = rebuild(built, tmp_path / "s", {"data/shakespeare/vocab_report.json": _set(length_tokens={**lt, "max": 128})})
     assert_in("so in run main every dialogue fits and nothing is cut", short)
+
+
+def test_checksum_lines_say_what_was_checked(built, tmp_path):
+    root, inputs, pdf = built
+    page1 = pdf_text(pdf, 0)
+    man = _load(inputs["results"]["data"]["cifar10_manifest"])
+    assert_in(f"md5 {man['checksum']['value']} verified: yes (matches the expected value)", page1)
+    sha = _load(inputs["results"]["data"]["vocab_report"])["source"]["sha256"]
+    assert_in(f"sha256 {sha} not checked: no expected checksum applies to this source", page1)
+    assert squash("official tarball's".replace("'", "’")) not in page1  # CONFIG downloads: no path
+
+    # a local path with no expected checksum: the configured md5 is named as the tarball's, not this file's
+    def local(cfg):
+        cfg["data"]["cifar10"].update(path="/data/cifar-10-python.tar.gz", sha256=None)
+
+    def unchecked(d):
+        d["checksum"].update(expected=None, verified=False)
+
+    text = rebuild(built, tmp_path / "p", {"data/cifar10/manifest.json": unchecked}, config=local)
+    assert_in(f"md5 {man['checksum']['value']} not checked: no expected checksum applies to this source", text)
+    assert_in("The data.cifar10.md5 in the configuration (appendix) is the official tarball's checksum; it is not "
+              "applied to the local path this run read, and no data.cifar10.sha256 was set for it".replace("'", "’"),
+              text)
+    assert_in("Its data.cifar10.md5 belongs to the official tarball, not to the local file this run read", text)
+
+    # data.cifar10.sha256 set (issue 11): the manifest checks sha256; a match and a mismatch read differently
+    digest = hashlib.sha256(b"x").hexdigest()
+
+    def with_sha(cfg):
+        cfg["data"]["cifar10"].update(path="/data/cifar-10-python.tar.gz", sha256=digest)
+
+    def sha_ok(d):
+        d["checksum"] = {"algorithm": "sha256", "value": digest, "expected": digest, "verified": True}
+
+    ok = rebuild(built, tmp_path / "s", {"data/cifar10/manifest.json": sha_ok}, config=with_sha)
+    assert_in(f"sha256 {digest} verified: yes (matches the expected value)", ok)
+    assert squash("official tarball's".replace("'", "’")) not in ok
+
+    def sha_bad(d):
+        d["checksum"] = {"algorithm": "sha256", "value": "0" * 64, "expected": digest, "verified": False}
+
+    bad = rebuild(built, tmp_path / "b", {"data/cifar10/manifest.json": sha_bad}, config=with_sha)
+    assert_in(f"sha256 {'0' * 64} verified: no (expected {digest})", bad)
+
+
+def test_two_times_per_run_are_explained(built):
+    _, inputs, pdf = built
+    page1 = pdf_text(pdf, 0)
+    s = _load(inputs["results"]["vit"]["main"]["train_summary"])
+    assert_in(f"train_vit main {fx(61.27, 1)} 0:01:01 {fx(s['train_seconds'], 1)}", page1)
+    g = _load(inputs["results"]["gpt"]["main"]["train_summary"])
+    assert_in(f"train_gpt main {fx(3725.5, 1)} 1:02:06 {fx(g['train_seconds'], 1)}", page1)
+    assert_in("Each training run has two times. Job seconds is Snakemake's benchmark: record".replace("'", "’"), page1)
+    assert_in("Training-loop seconds is what the trainer itself counts in train_summary.json", page1)
+
+
+def test_run_boilerplate_reads_naturally_with_one_run_each(built, tmp_path):
+    _, _, pdf = built
+    assert_in("The first run of each kind (main, main) is discussed in detail; all 4 runs appear", pdf_text(pdf))
+    root, inputs, _ = built
+
+    def one(cfg):
+        cfg["vit"]["runs"] = {"main": {}}
+        cfg["gpt"]["runs"] = {"main": {}}
+
+    inputs2 = json.loads(json.dumps(inputs))
+    one(inputs2["config"])
+    del inputs2["results"]["vit"]["wide"], inputs2["results"]["gpt"]["small"]
+    del inputs2["results"]["benchmarks"]["train_vit"]["wide"], inputs2["results"]["benchmarks"]["train_gpt"]["small"]
+    build_report(inputs2, tmp_path / "w.pdf")
+    text = pdf_text(tmp_path / "w.pdf")
+    assert_in("Both runs are discussed in detail below, and their numbers are collected in the comparison tables", text)
+    assert squash("The first run of each kind") not in text
+
+
+def test_figure_captions_define_what_is_drawn(built):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert_in("Right: validation bits per character; the dashed grey line at 2.12 bits/char is the target", text)
+    assert_in("Dashed, same colour: to the hidden state", text)
+    assert_in("each row normalised to the share of that true class", text)

@@ -102,7 +102,7 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         walls = facts.wall_times(results.get("benchmarks") or {})
     except ValueError as exc:
         raise ReportInputError(str(exc)) from None
-    from attnlab.config import digest
+    from attnlab.config import digest, plain
 
     return {
         "title": report_cfg.get("title") or DEFAULT_TITLE,
@@ -114,6 +114,7 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         "wall_times": walls,
         "config_yaml": facts.config_yaml(config),
         "runs": {family: list(results[family]) for family in RUN_GROUPS},
+        "data_config": plain(config.get("data") or {}),
         "run_config": {family: {run: run_section(config, family, run) for run in results[family]}
                        for family in RUN_GROUPS},
         "files": files,
