@@ -892,6 +892,12 @@ def test_validation_minimum_kept_epoch_and_distinct_words(built, tmp_path):
     assert_in(f"its minimum was 3.500 at epoch 2, after which it rose again by {fx(last - 3.5, 3)} (over-fitting)",
               text2)
     assert_in("holds the weights of epoch 2 (the epoch of lowest validation loss)", text2)
+    # one epoch only: no minimum to speak of
+    _write_csv(copy / "gpt/main/metrics.csv", rows[:1])
+    build_report(inputs2, tmp_path / "w1.pdf")
+    text1 = pdf_text(tmp_path / "w1.pdf")
+    assert_in(f"Validation loss after the only epoch: {fx(float(rows[0]['val_loss']), 3)}", text1)
+    assert squash("its minimum was") not in text1
 
 
 def test_long_dialogues_are_explained_against_max_len(built, tmp_path):
