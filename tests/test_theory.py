@@ -235,3 +235,19 @@ def test_bad_config(tmp_path, capsys):
     assert main(["--config", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
     assert "theory.repeatz" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_figures_are_reproducible_svg(tmp_path):
+    """Same numbers, same SVG bytes (fixed hash salt, no date), so the report built on them stays reproducible."""
+    from attnlab.theory import plots
+
+    c = {"lens": [1, 5, 10], "norms": {"0.9": [1.0, 0.6, 0.4], "1.0": [1.0, 1.1, 0.9]},
+         "fitted_rate": {"0.9": 0.9, "1.0": None}, "h_closed_form_base": 1.0}
+    plots.plot_contribution(c, tmp_path / "a.svg")
+    plots.plot_contribution(c, tmp_path / "b.svg")
+    a = (tmp_path / "a.svg").read_bytes()
+    assert a == (tmp_path / "b.svg").read_bytes()
+    assert b"<svg" in a[:2000] and b"<dc:date>" not in a
+    c["norms"]["0.9"][-1] = 0.5  # the numbers change: so do the bytes
+    plots.plot_contribution(c, tmp_path / "c.svg")
+    assert (tmp_path / "c.svg").read_bytes() != a
