@@ -125,12 +125,13 @@ def plot_overlays(images: Tensor, heat: Tensor, titles: list[str], title: str, p
             fig.colorbar(im, ax=axes[r, c + 1], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     if not per_image_scale and im is not None:
         cb = fig.colorbar(im, ax=axes, location="right", shrink=0.6, pad=0.02)
-        cb.set_label("share of the attention per patch (one scale for all maps)", fontsize=8)
+        cb.set_label("attention share per patch", fontsize=8)
         cb.ax.axhline(uniform, color="white", lw=1.5)
         cb.ax.axhline(uniform, color="black", lw=0.8, ls="--")
         cb.ax.tick_params(labelsize=7)
-        cb.ax.text(1.0, uniform, " uniform 1/N", transform=cb.ax.get_yaxis_transform(), fontsize=6.5,
-                   va="center", ha="left", clip_on=False)
+        if uniform < 0.85 * vmax:  # near the top it would sit on the tick labels; the caption names the mark
+            cb.ax.text(-0.15, uniform, "1/N ", transform=cb.ax.get_yaxis_transform(), fontsize=6.5,
+                       va="center", ha="right", clip_on=False)
     fig.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
