@@ -385,6 +385,15 @@ def _check_heatmap_text(stats: dict, text: str) -> None:
     for i in stats["images"]:
         assert_in(f"{i['index']} {i['true']}", text)
         assert_in(f"{pct(i['center_mass'])} {pct(i['border_mass'])} {pct(i['entropy'] / hs['max_entropy'])}", text)
+    by_ent = sorted(stats["images"], key=lambda i: i["entropy"])
+    peak, flat = by_ent[0], by_ent[-1]
+
+    def who(i):
+        return f"image {i['index']} ({i['true']}" + (f", predicted {i['pred']})" if i["pred"] != i["true"] else ")")
+
+    assert_in(f"The most concentrated map is that of {who(peak)}: entropy {pct(peak['entropy'] / hs['max_entropy'])} "
+              f"of the maximum, {pct(peak['center_mass'])} on the centre", text)
+    assert_in(f"The flattest is that of {who(flat)}: {pct(flat['entropy'] / hs['max_entropy'])} of the maximum", text)
 
 
 def _check_contribution_text(c: dict, text: str) -> None:
