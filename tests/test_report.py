@@ -834,6 +834,10 @@ def test_gpu_timings_make_the_parallelism_point(built, tmp_path):
     assert_in("On the GPU at T = 64, the step-by-step RNN took 10.0 times as long", text)
     assert_in("Here the parallelism argument is measured", text)
     assert squash("The run had no GPU") not in text
+    failed = rebuild(built, tmp_path / "f", {"theory/rnn_vs_attention.json": _set(
+        scaling_gpu=None, scaling_gpu_error="CUDA out of memory")})
+    assert_in("The run had a GPU, but timing on it failed (CUDA out of memory)", failed)
+    assert squash("Here the parallelism argument is measured") not in failed
 
 
 def test_heatmap_figure_uses_one_colour_scale(tmp_path):

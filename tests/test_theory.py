@@ -147,6 +147,18 @@ def test_cuda_is_timed_when_asked_and_present(tmp_path, monkeypatch):
     assert seen == ["cpu"]
     with pytest.raises(ConfigError, match="theory.gpu"):
         run({**TINY, "gpu": "yes"}, tmp_path / "bad")
+    # a failing GPU measurement is recorded; the CPU results stand
+
+    def gpu_fails(cfg, device="cpu"):
+        if str(device) == "cuda":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore detail")
+        return real(cfg, "cpu")
+
+    monkeypatch.setattr(rva, "measure_scaling", gpu_fails)
+    record = run({**TINY, "gpu": "auto"}, tmp_path / "fails")
+    assert record["scaling_gpu"] is None
+    assert record["scaling_gpu_error"] == "CUDA out of memory. Tried to allocate 2 GiB"
+    assert json.loads((tmp_path / "fails" / "rnn_vs_attention.json").read_text())["scaling"]["device"] == "cpu"
 
 
 def test_fitted_flop_slopes():

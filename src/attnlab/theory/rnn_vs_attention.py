@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -267,11 +268,19 @@ def run(cfg: Mapping[str, Any] | None, out_dir: str | Path) -> dict:
     start = time.perf_counter()
     scaling = measure_scaling(cfg, "cpu")
     # The parallelism argument is about parallel hardware: time it there too when the run has a GPU.
-    scaling_gpu = measure_scaling(cfg, "cuda") if cfg["gpu"] == "auto" and torch.cuda.is_available() else None
+    scaling_gpu, gpu_error = None, None
+    if cfg["gpu"] == "auto" and torch.cuda.is_available():
+        try:
+            scaling_gpu = measure_scaling(cfg, "cuda")
+        except RuntimeError as exc:  # an extra measurement: its failure (out of memory, a driver error,
+            # a numerical disagreement on this device) is recorded and reported, the CPU results stand
+            gpu_error = str(exc).splitlines()[0][:300]
+            print(f"[rnn_vs_attention] GPU timing failed, CPU results kept: {gpu_error}", file=sys.stderr)
     contribution = measure_contribution(cfg)
     record = {
         "scaling": scaling,
         "scaling_gpu": scaling_gpu,
+        "scaling_gpu_error": gpu_error,
         "contribution": contribution,
         "config": cfg,
         "hardware": describe_hardware(torch.device("cpu")),
