@@ -21,20 +21,23 @@ configfile: str(ROOT / "config" / "config.yaml")
 
 # Stop before any job on a misspelt key, a wrong type or an out-of-range value:
 # one line per problem naming the key, then Snakemake's own schema report.
+# Then the cross-field checks the schema cannot express (divisibility, finite numbers).
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+import configcheck
+
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 try:
     validate(config, SCHEMA)
 except WorkflowError as err:
-    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-    import configcheck
-
     configcheck.check(config, SCHEMA)
     raise
+configcheck.check_semantics(config)
 
 
-# Run names of the vit/gpt sweeps (vit.runs, gpt.runs) become the {run} wildcard.
+# Run names of the vit/gpt sweeps (vit.runs, gpt.runs) become the {run} wildcard and a
+# folder name: no leading dot, so never "." or ".." (the schema's run_name says the same).
 wildcard_constraints:
-    run=r"[A-Za-z0-9_.-]+",
+    run=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
 
 
 include: "workflow/rules/common.smk"

@@ -130,3 +130,56 @@ def tiny_run(tmp_path_factory) -> TinyRun:
 
 def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+class FakeClock:
+    """A clock that moves only when simulated work is done (``advance``); ``marks``: time after each save."""
+
+    def __init__(self) -> None:
+        self.t, self.marks, self.epoch = 0.0, [], 1
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def fake_clock(monkeypatch, trainer, validate_name: str, step, validate: float, save: float) -> FakeClock:
+    """Replace attnlab.training.now by a FakeClock that a trainer's steps, validation and saves advance.
+
+    ``step(epoch)`` is the cost of one optimizer step in that epoch; ``validate``
+    of one validation call (``trainer.<validate_name>``); ``save`` of one resume save.
+    """
+    from attnlab import training
+
+    clock = FakeClock()
+    monkeypatch.setattr(training, "now", clock)
+    real_adamw, real_validate, real_save = trainer.make_adamw, getattr(trainer, validate_name), training.torch_save
+
+    def make_adamw(*args, **kwargs):
+        opt = real_adamw(*args, **kwargs)
+        real_step = opt.step
+
+        def timed_step(*a, **k):
+            clock.advance(step(clock.epoch))
+            return real_step(*a, **k)
+
+        opt.step = timed_step
+        return opt
+
+    def timed_validate(*args, **kwargs):
+        clock.advance(validate)
+        return real_validate(*args, **kwargs)
+
+    def timed_save(obj, path):
+        clock.advance(save)
+        real_save(obj, path)
+        if "state" in obj:  # a resume save ends an epoch
+            clock.marks.append(clock.t)
+            clock.epoch += 1
+
+    monkeypatch.setattr(trainer, "make_adamw", make_adamw)
+    monkeypatch.setattr(trainer, validate_name, timed_validate)
+    monkeypatch.setattr(training, "torch_save", timed_save)
+    return clock

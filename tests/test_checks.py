@@ -35,7 +35,7 @@ def test_run_checks_writes_record_and_figure(tmp_path):
     assert on_disk["W_O_shape"] == [64, 24]
     A = torch.tensor(on_disk["example"]["A_head"])
     assert torch.allclose(A.sum(-1), torch.ones(6), atol=1e-5)
-    assert on_disk["vit_sincos_demo"]["status"] in ("ran", "skipped")
+    assert on_disk["vit_sincos_demo"]["status"] == "ran"
     png = (tmp_path / "attention_mask.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -73,26 +73,7 @@ def test_torch_reference_notices_a_changed_weight():
     assert changed > 1e-3
 
 
-def test_vit_demo_is_skipped_when_the_module_is_missing(monkeypatch):
-    import importlib
-
-    from attnlab.checks import vit_demo
-
-    real = importlib.import_module
-
-    def fake_import(name, *args, **kwargs):
-        if name == "attnlab.vit.model":
-            raise ModuleNotFoundError("No module named 'attnlab.vit.model'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(vit_demo.importlib, "import_module", fake_import)
-    record, check = vit_demo.vit_sincos_demo()
-    assert record["status"] == "skipped" and "not available" in record["reason"]
-    assert check is None
-
-
 def test_vit_demo_runs_sincos_on_larger_images():
-    pytest.importorskip("attnlab.vit.model")
     from attnlab.checks.vit_demo import vit_sincos_demo
 
     record, check = vit_sincos_demo()

@@ -79,14 +79,14 @@ def test_official_folder_and_its_parent(tmp_path):
 
 
 def test_imagefolder_dir_png_exact(tmp_path):
-    classes = ("truck", "cat", "airplane")  # written unsorted; class order must be the sorted names
+    classes = tuple(reversed(CIFAR_CLASSES))  # written unsorted; class order must be the sorted names
     ref = make_imagefolder(tmp_path / "tree", 3, 2, seed=3, classes=classes, top=None)
     manifest = prepare(tmp_path / "tree", tmp_path / "out")
     assert manifest["source_kind"] == "imagefolder-dir"
-    assert manifest["classes"] == ["airplane", "cat", "truck"]
-    assert manifest["counts"]["train"] == {"airplane": 3, "cat": 3, "truck": 3}
+    assert manifest["classes"] == sorted(CIFAR_CLASSES)
+    assert manifest["counts"]["train"] == {c: 3 for c in CIFAR_CLASSES}
     for split in ("train", "test"):
-        _assert_split(load_split(tmp_path / "out", split), ref[split], ["airplane", "cat", "truck"])
+        _assert_split(load_split(tmp_path / "out", split), ref[split], sorted(CIFAR_CLASSES))
 
 
 def test_imagefolder_tar_under_top_folder_jpeg_matches_pil(tmp_path):
@@ -113,11 +113,11 @@ def test_md5_mismatch_is_a_clear_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_md5_of_official_tarball_is_not_applied_to_other_sources(tmp_path, capsys):
+def test_md5_of_official_tarball_is_refused_for_other_sources(tmp_path):
     make_imagefolder(tmp_path / "tree", 1, 1, top=None)
-    manifest = prepare(tmp_path / "tree", tmp_path / "out", md5="c58f30108f718f92721af3b95e74349a")
-    assert manifest["checksum"]["algorithm"] == "sha256" and manifest["checksum"]["expected"] is None
-    assert "official tarball's checksum" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"md5 applies to the official cifar-10-python.tar.gz only.*sha256"):
+        prepare(tmp_path / "tree", tmp_path / "out", md5="c58f30108f718f92721af3b95e74349a")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", ["empty-dir", "only-train", "not-a-tar", "missing", "incomplete-official",
@@ -149,7 +149,7 @@ def test_wrong_layouts_raise_clear_errors(tmp_path, case):
         expected = r"lacks \['test_batch'\]"
     elif case == "class-mismatch":
         make_imagefolder(src, 1, 1, top=None)
-        (src / "test" / "bird").rename(src / "test" / "horse")
+        (src / "test" / "bird").rename(src / "test" / "zebra")
         expected = "class folders differ"
     elif case == "corrupt-jpeg":
         make_imagefolder(src, 2, 1, top=None, fmt="jpg")

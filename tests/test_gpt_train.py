@@ -8,12 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import fake_clock
 from attnlab.data.tokenizer import MyTokenizer
 from attnlab.gpt import evaluate as gpt_eval
 from attnlab.gpt import generate as gpt_gen
 from attnlab.gpt import train as gpt_train
 from attnlab.gpt.model import load_checkpoint
+from attnlab.config import ConfigError
 from attnlab.gpt.scoring import windows
+from attnlab.training import DivergenceError
 
 SPEAKERS = ["ROMEO", "JULIET", "First Citizen"]
 WORDS = "the love of my lord is fair and true , but night comes soon ; what say you ? good".split()
@@ -99,15 +102,11 @@ def test_training_lowers_the_loss(corpus, tmp_path):
     assert m["val_loss"].iloc[-1] < m["val_loss"].iloc[0]
 
 
-def interrupt_in_epoch_2(msg):
-    if msg.startswith("[gpt] epoch 2:"):  # epoch 2 trained, its state not saved yet: a kill
-        raise KeyboardInterrupt
-
-
 def test_interrupted_run_resumes_to_identical_weights_and_metrics(corpus, straight, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, log=interrupt_in_epoch_2)
+    first = gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, stop_after_epochs=1,
+                            log=lambda m: None)
+    assert first == {"stopped_after_epoch": 1}
     assert not (out / "checkpoint.pt").exists()
     assert len(pd.read_csv(out / "metrics.csv")) == 1
     logs = []
@@ -125,13 +124,12 @@ def test_interrupted_run_resumes_to_identical_weights_and_metrics(corpus, straig
 
 
 def test_resume_state_from_another_config_is_refused(corpus, tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", tmp_path,
-                        log=interrupt_in_epoch_2)
+    gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", tmp_path, stop_after_epochs=1,
+                    log=lambda m: None)
     assert (tmp_path / "resume" / "state.pt").exists()
     other = json.loads(json.dumps(CFG))
     other["train"]["lr"] = 1e-3
-    with pytest.raises(RuntimeError, match="different config"):
+    with pytest.raises(ConfigError, match="digest.*delete"):
         run_train(corpus, tmp_path, other)
 
 
@@ -141,7 +139,7 @@ def test_nan_loss_stops_with_clear_error(corpus, tmp_path, monkeypatch):
             return super().forward(*a) * float("nan")
 
     monkeypatch.setattr(gpt_train, "DialogueLoss", NanLoss)
-    with pytest.raises(FloatingPointError, match="lower gpt.train.lr"):
+    with pytest.raises(DivergenceError, match=r"lower gpt.train.lr \(now .*\) or lower gpt.train.grad_clip \(now 1.0\)"):
         run_train(corpus, tmp_path)
 
 
@@ -233,3 +231,64 @@ def test_generate_cli_writes_samples_and_speed(corpus, straight, tmp_path):
             probs = torch.softmax(logits.masked_fill(logits < kth, float("-inf")), -1)
             ids.append(int(torch.multinomial(probs, 1, generator=gen)))
         assert s["text"] == tok.decode(ids[1:])
+
+
+def test_time_budget_is_an_upper_bound_on_a_fake_clock(corpus, tmp_path, monkeypatch):
+    # 48 dialogues in batches of 8: 6 steps an epoch. Steps cost 1 s, 2 s from epoch 3
+    # on (slower than calibrated); validation 1 s; saving 2 s; all else no time.
+    clock = fake_clock(monkeypatch, gpt_train, "score_dialogues", step=lambda epoch: 1.0 if epoch <= 2 else 2.0,
+                       validate=1.0, save=2.0)
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"].update(epochs=30, time_budget_s=60.0)
+    summary = run_train(corpus, tmp_path, cfg)
+    assert summary["train_seconds"] == clock.t <= 60.0
+    assert summary["train_seconds"] > 60.0 - (2.0 + 1.0 + 2.0)
+    assert clock.marks[:2] == [9.0, 18.0]  # 6 steps + validation + save per epoch: saves are counted
+    assert 2 < summary["epochs"] < 30 and summary["stopped_by_budget"]
+
+
+def test_time_budget_shorter_than_an_epoch_still_ends_on_time(corpus, tmp_path, monkeypatch):
+    clock = fake_clock(monkeypatch, gpt_train, "score_dialogues", step=lambda epoch: 1.0, validate=1.0, save=0.5)
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"]["time_budget_s"] = 5.0
+    summary = run_train(corpus, tmp_path, cfg)
+    assert summary["epochs"] == 1 and summary["stopped_by_budget"]
+    assert summary["train_seconds"] == clock.t <= 5.0
+
+
+def test_the_kept_model_is_the_epoch_with_the_lowest_validation_loss(corpus, tmp_path, monkeypatch):
+    # A fake validation curve that falls, then rises (overfitting): epoch 2 is best.
+    curve = iter([5.0, 4.0, 4.5, 4.8])
+    real = gpt_train.score_dialogues
+
+    def fake_scores(*args, **kwargs):
+        out = real(*args, **kwargs)
+        loss = next(curve)
+        return {**out, "loss": loss, "total_nll": loss * out["n_tokens"]}
+
+    monkeypatch.setattr(gpt_train, "score_dialogues", fake_scores)
+    snapshots = {}
+    real_sample = gpt_train.sample_prompts
+
+    def remember(model, *args, **kwargs):  # runs once per epoch, after validation
+        snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_sample(model, *args, **kwargs)
+
+    monkeypatch.setattr(gpt_train, "sample_prompts", remember)
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"]["epochs"] = 4
+    summary = run_train(corpus, tmp_path, cfg)
+    assert (summary["kept_epoch"], summary["best_epoch"], summary["selection"]) == (2, 2, "best_val_loss")
+    assert summary["best_val_loss"] == 4.0 and summary["kept_val_loss"] == 4.0
+    assert summary["final_val_loss"] == 4.8 and summary["epochs"] == 4
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")[1]
+    assert ckpt["epoch"] == 2
+    assert all(torch.equal(ckpt["state_dict"][k], snapshots[2][k]) for k in snapshots[2])
+    assert not all(torch.equal(ckpt["state_dict"][k], snapshots[4][k]) for k in snapshots[4])
+    # keep: last keeps the final epoch instead
+    curve = iter([5.0, 4.0, 4.5, 4.8])
+    snapshots.clear()
+    cfg["train"]["keep"] = "last"
+    summary = run_train(corpus, tmp_path / "last", cfg)
+    assert summary["kept_epoch"] == 4 and summary["selection"] == "final"
+    assert load_checkpoint(tmp_path / "last" / "checkpoint.pt")[1]["epoch"] == 4

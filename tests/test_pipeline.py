@@ -29,15 +29,17 @@ DATA_RULES = {"download_cifar10", "download_shakespeare", "prepare_cifar10", "bu
 
 
 @contextmanager
-def edited(path: Path):
-    """Append a comment to ``path`` (newer and different), then restore its bytes and mtime.
+def edited(path: Path, addition: bytes | None = None):
+    """Append ``addition`` (default: a line of code) to ``path``, then restore its bytes and mtime.
 
     A plain `touch` is not enough: Snakemake (>= 8) keeps checksums of small
-    inputs and rightly ignores a file that is newer but unchanged.
+    inputs and rightly ignores a file that is newer but unchanged; and for the
+    package code only a change of the code itself counts (pkgdeps.code_digest).
     """
     st, original = path.stat(), path.read_bytes()
-    comment = b"\n// edited by a test\n" if path.suffix == ".typ" else b"\n# edited by a test\n"
-    path.write_bytes(original + comment)
+    if addition is None:
+        addition = b"\n// edited by a test\n" if path.suffix == ".typ" else b"\n_EDITED_BY_A_TEST = 1\n"
+    path.write_bytes(original + addition)
     later = time.time() + 5
     os.utime(path, (later, later))
     try:
@@ -112,7 +114,8 @@ def test_editing_vit_model_code_plans_vit_not_gpt(tiny_run):
     sys.path.insert(0, str(tiny_run.repo / "workflow" / "scripts"))
     import pkgdeps
 
-    model = str(tiny_run.repo / "src" / "attnlab" / "vit" / "model.py")
+    model = str((tiny_run.repo / "src" / "attnlab" / "vit" / "model.py").resolve())
+    assert "module_checks" in plan  # its ViT demo builds the model
     for rule in set(plan) - VIT_RULES - {"report", "all"}:
         assert rule == "module_checks", plan
         assert model in pkgdeps.source_files(tiny_run.repo / "src", "attnlab.checks")
@@ -123,6 +126,51 @@ def test_editing_gpt_code_plans_gpt_not_vit(tiny_run):
         plan = tiny_run.plan()
     assert GPT_RULES <= set(plan), plan
     assert not (set(plan) & (VIT_RULES | DATA_RULES)), plan
+
+
+def test_editing_only_comments_and_docstrings_plans_nothing(tiny_run):
+    model = tiny_run.repo / "src" / "attnlab" / "vit" / "model.py"
+    text = model.read_text()
+    # a rewritten module docstring, a new comment and a re-wrapped line: no code changed
+    prose = '"""Rewritten docstring."""\n' + text.split('"""', 2)[2].replace("\nimport ", "\n# a new comment\nimport ", 1)
+    assert prose != text
+    with edited(model, b""):
+        model.write_text(prose)
+        assert tiny_run.plan() == {}
+    with edited(tiny_run.repo / "src" / "attnlab" / "training.py", b"\n# a closing comment\n"):
+        assert tiny_run.plan() == {}
+
+
+def test_a_copied_checkout_and_results_plan_nothing(tiny_run, tmp_path):
+    """The same files (same mtimes) in another folder, as when a cluster mounts the checkout elsewhere."""
+    import shutil
+
+    base = tmp_path / "moved"
+    repo, workdir = base / "repo", base / "work"
+    shutil.copytree(tiny_run.repo, repo, symlinks=True)  # copy2: modification times kept
+    shutil.copytree(tiny_run.workdir, workdir, symlinks=True)
+    moved = type(tiny_run)(repo=repo, workdir=workdir)
+    assert moved.plan() == {}
+    with edited(repo / "src" / "attnlab" / "gpt" / "model.py"):  # and code changes still count there
+        assert GPT_RULES <= set(moved.plan())
+
+
+def test_gpu_sizes_without_a_gpu_stop_in_seconds_with_the_fix_on_the_console(tiny_run, tmp_path):
+    """The GPU preset's require_gpu with device auto, on this machine without a GPU (CI's too)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    extra = tmp_path / "gpu.yaml"
+    extra.write_text(yaml.safe_dump({"vit": {"runs": {"gpusized": {"train": {"device": "auto", "require_gpu": True}}}}}))
+    proc = tiny_run.snakemake("results/vit/gpusized/checkpoint.pt", configfiles=(extra,), check=False)
+    assert proc.returncode != 0
+    log = (tiny_run.workdir / "results" / "logs" / "train_vit" / "gpusized.log").read_text()
+    assert "[vit epoch" not in log  # stopped before the first step, not hours into a GPU-sized run
+    line = next(x for x in proc.stdout.splitlines() if "error: vit.train.require_gpu is true" in x)
+    assert "--configfile config/cpu.yaml" in line and "require_gpu: false" in line
+    out = tiny_run.workdir / "results" / "vit" / "gpusized"
+    assert not (out / "checkpoint.pt").exists() and not (out / "resume").exists()
 
 
 def test_a_killed_job_leaves_nothing_a_rerun_trusts(tiny_run, tmp_path):

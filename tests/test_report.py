@@ -648,6 +648,18 @@ def test_code_appendix_follows_the_source(tmp_path):
         code.definition_source(f, "helper")
     assert code.module_file("attnlab.mod", src) == f
 
+    # the report rule's param: a copy of the real listed files elsewhere digests the same, a comment edit does not
+    real = code.source_digest()
+    moved = tmp_path / "moved"
+    for path in code.source_files():
+        rel = Path(path).relative_to(code.SRC)
+        (moved / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, moved / rel)
+    assert code.source_digest(moved) == real
+    listed = moved / "attnlab" / "transformer.py"
+    listed.write_text(listed.read_text() + "# a comment the appendix would print\n")
+    assert code.source_digest(moved) != real
+
 
 # ---------------------------------------- the text follows the numbers (issue 16) ---
 def rebuild(built, tmp_path, edits: dict | None = None, config=None) -> str:

@@ -137,3 +137,34 @@ def _drop(obj, keys):
     if isinstance(obj, list):
         return [_drop(v, keys) for v in obj]
     return obj
+
+
+def test_gpu_preset_decides_inside_the_job_on_slurm(cluster, tiny_run, tmp_path):
+    """Planning on the login node (no GPU) goes through; the job on the compute node, which has no
+    CUDA device here (its gpu gres is fake), stops at once with one line saying what to do."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    shutil.copytree(tiny_run.workdir / "tinydata", workdir / "tinydata")
+    extra = tmp_path / "gpuonly.yaml"
+    extra.write_text(json.dumps({"gpt": {"runs": {"gpuonly": {"train": {"device": "auto", "require_gpu": True}}}}}))
+    resources = [f"{rule}:mem_mb=1000" for rule in ("build_vocab", "train_gpt")]
+    if not cluster["has_gpu_gres"]:
+        resources.append("train_gpt:gpu=0")
+    target = "results/gpt/gpuonly/train_summary.json"
+    cmd = ["timeout", "-s", "INT", "600", sys.executable, "-m", "snakemake",
+           "-s", str(tiny_run.repo / "Snakefile"), "-d", str(workdir),
+           "--profile", str(tiny_run.repo / "profiles" / "slurm"),
+           "--configfile", str(tiny_run.config), str(extra),
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+           "--slurm-no-account", "--latency-wait", "10", "--retries", "0",
+           "--set-resources", *resources, "--", target]
+    proc = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+?)/", proc.stdout))
+    jobid = next(j for j, rule in submitted.items() if rule == "train_gpt")  # it was planned and submitted
+    assert _show_job(jobid)["JobState"] == "FAILED"
+    log = (workdir / "results" / "logs" / "train_gpt" / "gpuonly.log").read_text()
+    errors = [line for line in log.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "gpt.train.require_gpu is true" in errors[0], log[-3000:]
+    assert "--configfile config/cpu.yaml" in errors[0]
+    assert "[gpt] epoch" not in log and not (workdir / target).exists()

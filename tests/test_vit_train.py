@@ -1,7 +1,6 @@
 """ViT trainer: outputs, exact resume, refused resume, NaN stop, schedule, augmentation."""
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -10,7 +9,10 @@ import torch
 
 from attnlab.config import ConfigError
 from attnlab.io import read_json
+from attnlab import training
+from attnlab.training import DivergenceError
 from attnlab.vit import train as vt
+from conftest import fake_clock
 from attnlab.vit.augment import CIFAR_MEAN, CIFAR_STD, mix_batch, normalize, random_crop_flip
 
 torch.set_num_threads(2)
@@ -97,7 +99,7 @@ def test_resume_with_another_config_is_refused(prepared, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error(prepared, tmp_path, monkeypatch):
-    with pytest.raises(vt.NonFiniteLossError, match="lower vit.train.lr"):
+    with pytest.raises(DivergenceError, match=r"lower vit.train.lr \(now 1e\+30\) or set vit.train.grad_clip"):
         vt.train(merged(lr=1e30, grad_clip=None), prepared, tmp_path / "diverged")
     assert not (tmp_path / "diverged" / "checkpoint.pt").exists()
     # A NaN injected into one batch in the middle of an epoch is caught as well.
@@ -109,7 +111,7 @@ def test_nan_loss_stops_with_a_clear_error(prepared, tmp_path, monkeypatch):
         return x * float("nan") if len(calls) == 3 else x
 
     monkeypatch.setattr(vt, "normalize", poisoned)
-    with pytest.raises(vt.NonFiniteLossError, match="epoch 1"):
+    with pytest.raises(DivergenceError, match="epoch 1"):
         vt.train(merged(grad_clip=None), prepared, tmp_path / "poisoned")
 
 
@@ -120,38 +122,41 @@ def test_unknown_key_and_bad_data_are_named(prepared, tmp_path):
         vt.train(merged(), tmp_path / "nowhere", tmp_path)
 
 
-def test_time_budget_shortens_the_schedule(prepared, tmp_path):
-    summary = vt.train(merged(epochs=4, time_budget_s=1e-6), prepared, tmp_path)
-    assert summary["epochs"] == vt.CALIBRATION_EPOCHS and summary["planned_epochs"] == 4
-    assert len(pd.read_csv(tmp_path / "metrics.csv")) == vt.CALIBRATION_EPOCHS
+def test_time_budget_shorter_than_one_step_is_refused(prepared, tmp_path):
+    with pytest.raises(ConfigError, match="time_budget_s=1e-06 left no time"):
+        vt.train(merged(epochs=4, time_budget_s=1e-6), prepared, tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_time_budget_counts_saving_the_resume_state(prepared, tmp_path, monkeypatch):
-    # Tiny epochs take ~0.05 s; saving the resume state is slowed to 0.3 s. Counting
-    # the saves, about 6 epochs fit in 2 s; not counting them, all 20 would "fit".
-    real_save = vt.torch_save
+def test_time_budget_is_an_upper_bound_on_a_fake_clock(prepared, tmp_path, monkeypatch):
+    # Simulated costs: a step 1 s (2 s from epoch 3 on: slower than calibrated),
+    # validation 1 s, saving the resume state 2 s; all else takes no time.
+    clock = fake_clock(monkeypatch, vt, "evaluate_arrays", step=lambda epoch: 1.0 if epoch <= 2 else 2.0,
+                       validate=1.0, save=2.0)
+    summary = vt.train(merged(epochs=20, time_budget_s=40.0), prepared, tmp_path / "slow")
+    rows = pd.read_csv(tmp_path / "slow" / "metrics.csv")
+    assert summary["train_seconds"] == clock.t <= 40.0
+    assert summary["train_seconds"] > 40.0 - (2.0 + 1.0 + 2.0)  # it used the budget, not stopped early
+    assert vt.CALIBRATION_EPOCHS < summary["epochs"] < 20 and summary["stopped_by_budget"]
+    # the saves are counted: 3 steps + 1 s validation + 2 s save = 6 s for each of epochs 1-2
+    assert clock.marks[:2] == [6.0, 12.0]
+    assert len(rows) == summary["epochs"]
 
-    def slow_save(obj, path):
-        time.sleep(0.3)
-        real_save(obj, path)
 
-    monkeypatch.setattr(vt, "torch_save", slow_save)
-    summary = vt.train(merged(epochs=20, time_budget_s=2.0), prepared, tmp_path)
-    rows = pd.read_csv(tmp_path / "metrics.csv")
-    assert vt.CALIBRATION_EPOCHS < summary["epochs"] < 20
-    # every epoch's save is in the total (the last one included), and the total
-    # stays within the budget plus at most one epoch
-    assert summary["train_seconds"] >= rows["seconds"].sum() + 0.3 * len(rows)
-    assert summary["train_seconds"] < 2.0 + 1.0
+def test_time_budget_shorter_than_an_epoch_still_ends_on_time(prepared, tmp_path, monkeypatch):
+    clock = fake_clock(monkeypatch, vt, "evaluate_arrays", step=lambda epoch: 1.0, validate=1.0, save=0.5)
+    summary = vt.train(merged(epochs=4, time_budget_s=4.0), prepared, tmp_path)
+    assert summary["epochs"] == 1 and summary["stopped_by_budget"]
+    assert summary["train_seconds"] == clock.t <= 4.0
 
 
 def test_lr_schedule_warmup_then_cosine():
     base, total, warm = 1e-3, 100, 10
-    assert vt.lr_at(0, total, warm, base) == pytest.approx(base / 10)
-    assert vt.lr_at(9, total, warm, base) == pytest.approx(base)
-    assert vt.lr_at(10, total, warm, base) == pytest.approx(base)
-    assert vt.lr_at(55, total, warm, base) == pytest.approx(base * 0.5)  # half-way through the cosine
-    assert vt.lr_at(99, total, warm, base) == pytest.approx(base * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert training.lr_at(0, total, warm, base) == pytest.approx(base / 10)
+    assert training.lr_at(9, total, warm, base) == pytest.approx(base)
+    assert training.lr_at(10, total, warm, base) == pytest.approx(base)
+    assert training.lr_at(55, total, warm, base) == pytest.approx(base * 0.5)  # half-way through the cosine
+    assert training.lr_at(99, total, warm, base) == pytest.approx(base * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
 
 
 def test_weight_decay_skips_norms_biases_and_embeddings():

@@ -85,7 +85,7 @@ def make_cifar_tarball(path: str | Path, n_per_class_train: int = 2, n_per_class
 
 
 def make_imagefolder(path: str | Path, n_per_class_train: int = 2, n_per_class_test: int = 1, seed: int = 0,
-                     classes: tuple[str, ...] = CIFAR_CLASSES[:3], as_tar: bool = False, top: str | None = "tiny",
+                     classes: tuple[str, ...] = CIFAR_CLASSES, as_tar: bool = False, top: str | None = "tiny",
                      fmt: str = "png") -> dict:
     """Write ``[top/]{train,test}/<class>/NNNN.<fmt>`` images (a folder, or a .tar.gz at ``path``).
 

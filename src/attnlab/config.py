@@ -1,10 +1,13 @@
 """Config helpers shared by the stages: defaults merged with user values, strictly.
 
-Each stage module defines ``DEFAULT_CONFIG`` (a nested dict) and resolves the
-user's section with ``resolve(DEFAULT_CONFIG, user, "vit")``: a key that is not
-in the defaults stops with a message naming it (``vit.train.lrr``), so a typo
-never silently falls back to a default. The Snakemake schema checks the same
-keys earlier, before any job runs; this check covers the stand-alone CLIs.
+Every default lives in one file, ``config/config.yaml`` (the GPU preset), which
+the package reads as ``attnlab/presets/config.yaml`` (a link to it) and the
+Snakefile reads as its ``configfile``; ``config/cpu.yaml`` holds only the CPU
+overrides. A stage resolves the user's section with
+``resolve(defaults("vit"), user, "vit")``: a key that is not in the defaults
+stops with a message naming it (``vit.train.lrr``), so a typo never silently
+falls back to a default. The Snakemake schema checks the same keys earlier,
+before any job runs; this check covers the stand-alone CLIs.
 """
 
 from __future__ import annotations
@@ -34,6 +37,32 @@ def resolve(defaults: Mapping[str, Any], user: Mapping[str, Any] | None, where: 
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _preset_file(name: str) -> Path:
+    path = Path(__file__).resolve().parent / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"preset {name!r} not found at {path} (attnlab/presets/ links to the checkout's config/)")
+    return path
+
+
+def defaults(section: str | None = None) -> dict:
+    """config/config.yaml (every key, GPU sizes), or its ``section``; sweeps (``runs``) left out."""
+    import yaml
+
+    with open(_preset_file("config"), encoding="utf-8") as fh:
+        cfg = yaml.safe_load(fh)
+    for family in ("vit", "gpt"):
+        cfg[family].pop("runs", None)
+    return cfg if section is None else cfg[section]
+
+
+def preset(name: str, section: str | None = None) -> dict:
+    """The defaults with config/<name>.yaml's overrides merged in (e.g. ``preset("cpu", "gpt")``)."""
+    cfg = defaults()
+    if name != "config":
+        cfg = resolve(cfg, load_config_file(_preset_file(name)), "config")
+    return cfg if section is None else cfg[section]
 
 
 def plain(obj: Any) -> Any:

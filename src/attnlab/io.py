@@ -7,9 +7,11 @@ half-way never leaves a file at an output path that a rerun would trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,9 +19,14 @@ from typing import Any, Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only on success."""
+    """Yield a temporary path beside ``path``; move it into place only on success.
+
+    A process killed (SIGKILL, OOM) inside this block cannot remove its
+    temporary file; the next write to the same output removes such leftovers.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -30,6 +37,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` left beside ``path`` (``.<name>.XXXXXXXX.part``); return them.
+
+    The pattern is exact (mkstemp's 8 random characters), so another output's
+    temporary files (``.<name>.suffix.XXXXXXXX.part``) are never touched.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.part")
+    removed = []
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        if pattern.fullmatch(old.name):
+            old.unlink(missing_ok=True)
+            removed.append(old)
+    return removed
 
 
 def _umask() -> int:

@@ -22,7 +22,7 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
     try:
@@ -31,7 +31,6 @@ def seed_everything(seed: int) -> torch.Generator:
         np.random.seed(seed % 2**32)
     except ImportError:
         pass
-    return torch.Generator().manual_seed(seed)
 
 
 def weight_decay_groups(model: torch.nn.Module, weight_decay: float,

@@ -75,8 +75,9 @@ class AttentionHead(nn.Module):
 class MultiHeadedAttention(nn.Module):
     """Concat(head_1(x), ..., head_n(x)) W_O, with W_O of shape (n_heads*d_k, d_out) (seed 2b).
 
-    ``impl`` picks the path: "vectorized" (default) or "loop". Both read the
-    same parameters, so a model can switch paths without conversion.
+    ``impl``, fixed at construction, picks the path: "vectorized" (default) or
+    "loop". Both read the same parameters, so one path's state_dict loads into
+    a module built for the other (that is how the two are compared).
 
     forward(x, attn_mask=None, need_weights=False, cache=None) -> (out, A)
       out: (B, T, d_out); A: (B, n_heads, T, Tk) when need_weights, else None.
@@ -96,9 +97,12 @@ class MultiHeadedAttention(nn.Module):
         impl: str = "vectorized",
     ) -> None:
         super().__init__()
+        if impl not in ("loop", "vectorized"):
+            raise ValueError(f"impl must be 'loop' or 'vectorized', got {impl!r}")
         if d_k is None:
             if d_model % n_heads:
-                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pass d_k")
+                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads} "
+                                 f"(each head gets d_model / n_heads dimensions)")
             d_k = d_model // n_heads
         self.n_heads, self.d_k = n_heads, d_k
         self.d_out = d_model if d_out is None else d_out
@@ -175,34 +179,28 @@ class MultiHeadedAttention(nn.Module):
         attn_mask: Optional[Tensor] = None,
         need_weights: bool = False,
         cache: Optional[dict] = None,
-        impl: Optional[str] = None,
     ) -> tuple[Tensor, Optional[Tensor]]:
-        impl = impl or self.impl
-        if impl == "loop":
+        if self.impl == "loop":
             if cache is not None:
                 raise ValueError("the loop path has no key/value cache; use impl='vectorized'")
             out, A = self._forward_loop(x, attn_mask)
             return out, (A if need_weights else None)
-        if impl != "vectorized":
-            raise ValueError(f"impl must be 'loop' or 'vectorized', got {impl!r}")
         return self._forward_vectorized(x, attn_mask, need_weights, cache)
 
 
 class FFN(nn.Module):
-    """LayerNorm -> Linear -> GELU -> Linear, the seed's feed-forward block."""
+    """LayerNorm -> Linear -> GELU -> Linear (-> Dropout), the seed's feed-forward block."""
 
     def __init__(self, d_model: int, d_hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(d_model),
-            nn.Linear(d_model, d_hidden),
-            nn.GELU(),
-            nn.Linear(d_hidden, d_model),
-            nn.Dropout(dropout),
-        )
+        self.norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, d_hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(d_hidden, d_model)  # writes into the residual stream
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.drop(self.fc2(self.act(self.fc1(self.norm(x)))))
 
 
 class AttentionResidual(nn.Module):
@@ -268,11 +266,6 @@ class Transformer(nn.Module):
             AttentionResidual(d_model, n_heads, d_hidden, d_k, dropout, pre_norm, qkv_bias, impl)
             for _ in range(n_layers)
         )
-
-    def set_impl(self, impl: str) -> None:
-        """Switch every layer's attention between the 'loop' and 'vectorized' paths."""
-        for layer in self.layers:
-            layer.attn.impl = impl
 
     def forward(
         self,

@@ -1,11 +1,11 @@
 # Seed Problem 2: the attention modules' checks, recorded as JSON + a mask figure.
 
 rule module_checks:
-    input:
-        pkg_sources("attnlab.checks", "attnlab.checks.__main__"),
     output:
         checks="results/checks/module_checks.json",
         mask="results/checks/attention_mask.png",
+    params:
+        code=code("attnlab.checks", "attnlab.checks.__main__"),
     log:
         "results/logs/module_checks.log",
     benchmark:

@@ -1,6 +1,7 @@
-# Helpers shared by the rule files: run sweeps, config sections, code inputs.
+# Helpers shared by the workflow's rule files (sweeps, config sections, code digests).
 
 import copy
+import functools
 import sys
 
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
@@ -74,18 +75,30 @@ def gpt_run_files(name=None):
     return [f"results/gpt/{run}/{n}" for run in gpt_runs() for n in names]
 
 
-# ------------------------------------------------------------ code inputs ---
-def pkg_sources(*modules, cli=None):
-    """Package source files the given stage modules import (transitively), plus the
-    scripts' shared helper: as inputs they make an edit of the code rerun the rule.
+# ------------------------------------------------------------- code digests ---
+@functools.lru_cache(maxsize=None)
+def code(*modules, cli=None):
+    """A ``params`` value: the digest of the package code the stage runs, and of the scripts' helper.
 
-    ``cli`` names a dispatching command-line module (e.g. attnlab.data.__main__)
-    whose own file counts but whose lazy imports serve other rules too.
+    As a param it reruns its rule when that code changes, and only then; edits
+    of comments and docstrings, and moving the checkout, rerun nothing
+    (pkgdeps.code_digest). ``cli`` names a dispatching command-line module
+    (e.g. attnlab.data.__main__) whose own code counts but whose lazy imports
+    serve other rules too.
     """
-    files = pkgdeps.source_files(SRC, *modules)
-    if cli:
-        files.append(str(pkgdeps.module_file(SRC, cli)))
-    return sorted(set(files)) + [str(SCRIPTS / "_stage.py")]
+    extra = (SCRIPTS / "_stage.py",) + ((pkgdeps.module_file(SRC, cli),) if cli else ())
+    return pkgdeps.code_digest(SRC, *modules, extra=extra)
+
+
+def typst_digest():
+    """A ``params`` value: the digest of the writeup's Typst sources (report/*.typ), by content."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "report").glob("*.typ")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------ data sources --

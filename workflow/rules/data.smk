@@ -4,12 +4,17 @@
 # input functions cifar10_source / shakespeare_text in common.smk pick it), so
 # the download rule drops out of the DAG.
 
+# md5 is the official tarball's checksum: passed only where it applies (datasources.cifar10_md5).
+from datasources import cifar10_md5  # noqa: E402 (workflow/scripts is on sys.path, see the Snakefile)
+
+
 rule download_cifar10:
     output:
         CIFAR_DOWNLOAD,
     params:
         url=DATA["cifar10"]["url"],
         md5=DATA["cifar10"]["md5"],
+        code=code("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     log:
         "results/logs/download_cifar10.log",
     benchmark:
@@ -20,8 +25,6 @@ rule download_cifar10:
         runtime=60,
     conda:
         "../../envs/data.yaml"
-    input:
-        pkg_sources("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     script:
         "../scripts/download_cifar10.py"
 
@@ -29,14 +32,14 @@ rule download_cifar10:
 rule prepare_cifar10:
     input:
         source=cifar10_source,
-        code=pkg_sources("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     output:
         train="results/data/cifar10/train.pt",
         test="results/data/cifar10/test.pt",
         manifest="results/data/cifar10/manifest.json",
     params:
-        # the official md5 only applies to the official tarball; null skips the check
-        md5=DATA["cifar10"]["md5"],
+        md5=cifar10_md5(DATA["cifar10"]),
+        sha256=DATA["cifar10"]["sha256"],
+        code=code("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     log:
         "results/logs/prepare_cifar10.log",
     benchmark:
@@ -57,6 +60,7 @@ rule download_shakespeare:
     params:
         url=DATA["shakespeare"]["url"],
         sha256=DATA["shakespeare"]["sha256"],
+        code=code("attnlab.data.shakespeare", cli="attnlab.data.__main__"),
     log:
         "results/logs/download_shakespeare.log",
     benchmark:
@@ -67,8 +71,6 @@ rule download_shakespeare:
         runtime=10,
     conda:
         "../../envs/data.yaml"
-    input:
-        pkg_sources("attnlab.data.shakespeare", cli="attnlab.data.__main__"),
     script:
         "../scripts/download_shakespeare.py"
 
@@ -76,7 +78,6 @@ rule download_shakespeare:
 rule build_vocab:
     input:
         text=shakespeare_text,
-        code=pkg_sources("attnlab.data.vocab", cli="attnlab.data.__main__"),
     output:
         vocab="results/data/shakespeare/vocab.json",
         dialogues="results/data/shakespeare/dialogues.pt",
@@ -85,6 +86,7 @@ rule build_vocab:
         val_text="results/data/shakespeare/val.txt",
     params:
         sha256=DATA["shakespeare"]["sha256"],
+        code=code("attnlab.data.vocab", cli="attnlab.data.__main__"),
         # the stage's flat section: the split keys of data.shakespeare + data.tokenizer
         section={
             **{k: DATA["shakespeare"][k] for k in ("val_fraction", "seed")},

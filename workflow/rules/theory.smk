@@ -1,8 +1,6 @@
 # RNN vs attention: measured scaling with sequence length, and contribution norms.
 
 rule rnn_vs_attention:
-    input:
-        pkg_sources("attnlab.theory", "attnlab.theory.__main__"),
     output:
         json="results/theory/rnn_vs_attention.json",
         csv="results/theory/scaling.csv",
@@ -10,6 +8,7 @@ rule rnn_vs_attention:
         contribution="results/theory/contribution.svg",
     params:
         section=config["theory"],
+        code=code("attnlab.theory", "attnlab.theory.__main__"),
     log:
         "results/logs/rnn_vs_attention.log",
     benchmark:

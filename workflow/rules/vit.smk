@@ -7,7 +7,6 @@ rule train_vit:
     input:
         train=f"{CIFAR}/train.pt",
         test=f"{CIFAR}/test.pt",
-        code=pkg_sources("attnlab.vit.train"),
     output:
         checkpoint="results/vit/{run}/checkpoint.pt",
         metrics="results/vit/{run}/metrics.csv",
@@ -15,6 +14,7 @@ rule train_vit:
         summary="results/vit/{run}/train_summary.json",
     params:
         section=lambda wc: run_section("vit", wc.run, ["model", "train"]),
+        code=code("attnlab.vit.train"),
     log:
         "results/logs/train_vit/{run}.log",
     benchmark:
@@ -34,10 +34,11 @@ rule evaluate_vit:
     input:
         checkpoint="results/vit/{run}/checkpoint.pt",
         test=f"{CIFAR}/test.pt",
-        code=pkg_sources("attnlab.vit.evaluate"),
     output:
         eval="results/vit/{run}/eval.json",
         confusion="results/vit/{run}/confusion.png",
+    params:
+        code=code("attnlab.vit.evaluate"),
     log:
         "results/logs/evaluate_vit/{run}.log",
     benchmark:
@@ -56,13 +57,13 @@ rule vit_heatmaps:
     input:
         checkpoint="results/vit/{run}/checkpoint.pt",
         test=f"{CIFAR}/test.pt",
-        code=pkg_sources("attnlab.vit.heatmaps"),
     output:
         heatmaps="results/vit/{run}/heatmaps.png",
         rollout="results/vit/{run}/rollout.png",
         stats="results/vit/{run}/heatmap_stats.json",
     params:
         n_images=lambda wc: run_section("vit", wc.run, ["heatmaps"])["heatmaps"]["n_images"],
+        code=code("attnlab.vit.heatmaps"),
     log:
         "results/logs/vit_heatmaps/{run}.log",
     benchmark:

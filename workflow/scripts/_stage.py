@@ -18,7 +18,7 @@ so that a killed job continues where it stopped. That state is only valid for
 another attempt at the *same* job; :func:`run_stage` stamps it with the job's
 params, input files and code, discards it when the stamp differs (a changed
 config or edited model code must train from scratch, not resume), and removes
-it once the job has succeeded.
+it once the job has succeeded; a failed job that saved no state leaves no stamp.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
+SRC = ROOT / "src"
 
 
 def _use_checkout_source() -> None:
@@ -38,19 +39,29 @@ def _use_checkout_source() -> None:
         sys.path.insert(0, str(SRC))
 
 
-def _redirect_to_log(log: str | None) -> None:
+def _redirect_to_log(log: str | None) -> int | None:
+    """Send fds 1 and 2 to ``log``; return a duplicate of the console's stderr (None without a log)."""
     if not log:
-        return
+        return None
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
+    console = os.dup(2)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     # line-buffer so a killed job's log still shows how far it got
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
+    return console
+
+
+def _echo_errors(log: str, console: int) -> None:
+    """Repeat a failed stage's ``error:`` lines on the console, where Snakemake's user looks first."""
+    lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.startswith("error: ")]
+    if lines:
+        os.write(console, "".join(f"[{Path(log).name}] {line}\n" for line in lines[-3:]).encode())
 
 
 def config_file(section: Any, tmpdir: str) -> str:
@@ -66,7 +77,7 @@ def config_file(section: Any, tmpdir: str) -> str:
 
 
 def job_stamp(snakemake: Any) -> dict:
-    """What makes a training job this job: its params and the size/mtime of every input (data and code)."""
+    """What makes a training job this job: its params (the code digest among them) and the size/mtime of every input."""
     from attnlab.config import plain
 
     inputs = {}
@@ -101,6 +112,23 @@ def _prepare_resume(resume_dir: Path, stamp: dict) -> Path:
     return stamp_file
 
 
+def _finish_resume(resume_dir: Path, stamp_file: Path, succeeded: bool) -> None:
+    """After the trainer: drop the resume state once it succeeded, and a stamp that stamps nothing.
+
+    A job that failed before saving any state (bad data, a config error) must
+    not leave a stamp behind; one that saved state keeps both, so a rerun (or
+    a retry after Ctrl-C) continues from it.
+    """
+    import shutil
+
+    if succeeded:
+        shutil.rmtree(resume_dir, ignore_errors=True)  # done: nothing left to resume
+        stamp_file.unlink(missing_ok=True)
+    elif not resume_dir.is_dir() or not any(resume_dir.iterdir()):
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        stamp_file.unlink(missing_ok=True)
+
+
 def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], list[str]],
               resume_dir: str | os.PathLike | None = None) -> None:
     """Import ``module`` and exit with ``module.main(build_argv(config_path))``.
@@ -110,7 +138,7 @@ def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], li
     ``resume_dir``: the trainer's resume-state folder (see the module docstring).
     """
     log = snakemake.log[0] if len(snakemake.log) else None
-    _redirect_to_log(log)
+    console = _redirect_to_log(log)
     _use_checkout_source()
     import importlib
 
@@ -121,16 +149,18 @@ def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], li
     section = getattr(snakemake.params, "section", None)
     stamp_file = _prepare_resume(Path(resume_dir), job_stamp(snakemake)) if resume_dir else None
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"attnlab-{snakemake.rule}-") as tmp:
-        argv = build_argv(config_file(section, tmp) if section is not None else None)
-        print(f"[{snakemake.rule}] python -m {module} {' '.join(argv)}", file=sys.stderr, flush=True)
-        rc = main(argv)
-    if stamp_file is not None and not rc:
-        import shutil
-
-        shutil.rmtree(resume_dir, ignore_errors=True)  # done: nothing left to resume
-        stamp_file.unlink(missing_ok=True)
+    rc = 1
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"attnlab-{snakemake.rule}-") as tmp:
+            argv = build_argv(config_file(section, tmp) if section is not None else None)
+            print(f"[{snakemake.rule}] python -m {module} {' '.join(argv)}", file=sys.stderr, flush=True)
+            rc = main(argv)
+    finally:
+        if stamp_file is not None:
+            _finish_resume(Path(resume_dir), stamp_file, succeeded=not rc)
     print(f"[{snakemake.rule}] finished rc={rc} in {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
+    if rc and console is not None:
+        _echo_errors(log, console)
     sys.exit(int(rc or 0))

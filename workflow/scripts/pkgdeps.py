@@ -1,12 +1,15 @@
-"""Which source files of the ``attnlab`` package a stage really uses.
+"""Which source files of the ``attnlab`` package a stage really uses, and a digest of their code.
 
 Snakemake tracks a rule's ``script:`` file but not the modules that script
 imports, so editing ``attnlab/vit/model.py`` would not rerun ViT training on
-its own. The Snakefile therefore lists, as each rule's inputs, the package
-files reachable from the stage's entry module through imports (lazy imports
-inside functions included, since they run too). The walk is static (``ast``),
-so it costs a few milliseconds and imports nothing: planning a no-op run
-stays fast and needs neither torch nor nltk.
+its own. Each rule therefore carries, as a ``params`` value, ``code_digest``
+of the package files reachable from the stage's entry module through imports
+(lazy imports inside functions included, since they run too). The digest is
+of the code only: docstrings, comments and layout are left out (``ast``), so
+editing prose reruns nothing, and paths are relative, so a checkout moved or
+copied elsewhere reruns nothing either. The walk is static, so it costs a
+few milliseconds and imports nothing: planning a no-op run stays fast and
+needs neither torch nor nltk.
 
 Also used by tests/test_envs.py to list the third-party imports of a rule
 family's code.
@@ -101,6 +104,32 @@ def _closure(src: Path, entries: tuple[str, ...]) -> tuple[dict[str, Path], set[
     return seen, third
 
 
+def _code_only(tree: ast.Module) -> str:
+    """The module's syntax tree without docstrings or positions (comments are not in it)."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def code_digest(src: str | Path, *entries: str, extra: tuple[str | Path, ...] = ()) -> str:
+    """A digest of the code the entry modules run (plus ``extra`` Python files), blind to prose and paths."""
+    import copy
+    import hashlib
+
+    src = Path(src).resolve()
+    seen, _ = _closure(src, tuple(entries))
+    h = hashlib.sha256()
+    for mod in sorted(seen):
+        h.update(f"{mod}\0{_code_only(copy.deepcopy(_parse(seen[mod])))}\0".encode())
+    for path in sorted(Path(p).resolve() for p in extra):
+        h.update(f"{path.name}\0{_code_only(ast.parse(path.read_text(encoding='utf-8')))}\0".encode())
+    return h.hexdigest()[:16]
+
+
 def source_files(src: str | Path, *entries: str) -> list[str]:
     """Sorted absolute paths of every package file the entry modules import, transitively."""
     seen, _ = _closure(Path(src).resolve(), tuple(entries))
@@ -117,3 +146,4 @@ if __name__ == "__main__":  # python workflow/scripts/pkgdeps.py src attnlab.vit
     for f in source_files(sys.argv[1], *sys.argv[2:]):
         print(f)
     print("third-party:", sorted(third_party_imports(sys.argv[1], *sys.argv[2:])))
+    print("code digest:", code_digest(sys.argv[1], *sys.argv[2:]))

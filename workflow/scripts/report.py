@@ -6,14 +6,14 @@ The INPUTS.json handed to ``python -m attnlab.report`` is kept beside the log
 import json
 from pathlib import Path
 
-from _stage import run_stage
+from _stage import ROOT, run_stage
 
 
 def argv(_section):
     from attnlab.report.inputs import make_inputs
 
-    inputs = make_inputs(snakemake.params.config, results="results", repo=snakemake.params.repo,
-                         writeup=snakemake.input.writeup)
+    inputs = make_inputs(snakemake.params.config, results="results", repo=ROOT,
+                         writeup=ROOT / "report" / "writeup.typ")
     path = Path(snakemake.log[0]).with_suffix(".inputs.json")
     path.write_text(json.dumps(inputs, indent=1, default=str), encoding="utf-8")
     return ["--inputs", str(path), "--out", snakemake.output.pdf]

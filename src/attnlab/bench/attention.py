@@ -37,11 +37,13 @@ def _step(fn, x):
 def measure(T: int, d_model: int, n_heads: int, batch: int, min_time: float) -> dict[str, float]:
     torch.manual_seed(0)
     ours = MultiHeadedAttention(d_model, n_heads)
+    loop = MultiHeadedAttention(d_model, n_heads, impl="loop")
+    loop.load_state_dict(ours.state_dict())
     ref = _torch_copy(ours)
     x = torch.randn(batch, T, d_model, requires_grad=True)
     fns = {
-        "loop": lambda inp: ours(inp, impl="loop")[0],
-        "vectorized": lambda inp: ours(inp, impl="vectorized")[0],
+        "loop": lambda inp: loop(inp)[0],
+        "vectorized": lambda inp: ours(inp)[0],
         "torch": lambda inp: ref(inp, inp, inp, need_weights=False)[0],
     }
     out = {}

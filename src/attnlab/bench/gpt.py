@@ -2,7 +2,7 @@
 
     python -m attnlab.bench gpt [--preset cpu|gpu] [--new-tokens 250] [--threads 2]
 
-The model has the preset's size (default: the CPU preset, ``attnlab.gpt.train.CPU_PRESET``)
+The model has the preset's size (default: the CPU preset, config/cpu.yaml)
 with random weights and a vocabulary of ``--vocab-size`` words: speed does
 not depend on what the weights have learned. Training throughput counts real
 tokens per second of forward + backward + AdamW steps on batches of
@@ -46,8 +46,7 @@ def train_throughput(model, vocab_size: int, batch_size: int, batch_len: int, st
 def main(argv=None) -> int:
     from attnlab.gpt.generate import time_generation
     from attnlab.gpt.model import DialogueGPT
-    from attnlab.gpt.train import CPU_PRESET, DEFAULT_CONFIG
-    from attnlab.config import resolve
+    from attnlab.config import preset
 
     p = argparse.ArgumentParser(prog="python -m attnlab.bench gpt", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=["cpu", "gpu"], default="cpu")
@@ -61,7 +60,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = resolve(DEFAULT_CONFIG, CPU_PRESET if args.preset == "cpu" else {}, "gpt")
+    cfg = preset("cpu" if args.preset == "cpu" else "config", "gpt")
     m = cfg["model"]
     torch.manual_seed(0)
     model = DialogueGPT(args.vocab_size, m["d_model"], m["n_heads"], m["n_layers"], m["max_len"],

@@ -179,11 +179,13 @@ def run_suite(cfg: ChecksConfig = ChecksConfig()) -> tuple[list[CheckResult], di
             return _mask_pattern_check("mha_mask", A, mask)
 
         def mha_loop_matches_vectorized() -> CheckResult:
+            loop = MultiHeadedAttention(D, H, d_k=d_k, d_out=d_out, impl="loop").eval()
+            loop.load_state_dict(mha.state_dict())
             pairs = {}
             for label, m in (("unmasked", None), ("masked", mask)):
-                o_loop, A_loop = mha(x, m, need_weights=True, impl="loop")
-                o_vec, A_vec = mha(x, m, need_weights=True, impl="vectorized")
-                o_sdpa, _ = mha(x, m, need_weights=False, impl="vectorized")
+                o_loop, A_loop = loop(x, m, need_weights=True)
+                o_vec, A_vec = mha(x, m, need_weights=True)
+                o_sdpa, _ = mha(x, m, need_weights=False)
                 pairs[f"{label} out"] = (o_loop, o_vec)
                 pairs[f"{label} A"] = (A_loop, A_vec)
                 pairs[f"{label} out (sdpa path)"] = (o_loop, o_sdpa)
@@ -240,12 +242,10 @@ def run_suite(cfg: ChecksConfig = ChecksConfig()) -> tuple[list[CheckResult], di
             return r
 
         def transformer_loop_matches_vectorized() -> CheckResult:
+            loop = Transformer(D, H, L, d_k=d_k, impl="loop").eval()
+            loop.load_state_dict(model.state_dict())
             pairs = {}
-            try:
-                model.set_impl("loop")
-                o_loop, m_loop = model(x, mask, return_attention=True)
-            finally:
-                model.set_impl("vectorized")
+            o_loop, m_loop = loop(x, mask, return_attention=True)
             o_vec, m_vec = model(x, mask, return_attention=True)
             pairs["out"] = (o_loop, o_vec)
             pairs["maps"] = (m_loop, m_vec)

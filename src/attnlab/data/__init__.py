@@ -4,30 +4,19 @@ This package ``__init__`` stays import-light (no torch, no nltk): the trainers
 import ``attnlab.data.cifar10`` / ``attnlab.data.dialogues`` and must not pay
 for, or depend on, what the vocabulary stage needs.
 
-``DEFAULT_CONFIG`` mirrors the ``data:`` section of ``config/config.yaml``.
-Setting a ``path`` selects an offline source over the ``url``.
+``DEFAULT_CONFIG`` is the ``data:`` section of config/config.yaml, where these
+defaults live. Setting a ``path`` selects an offline source over the ``url``.
 """
 
 from __future__ import annotations
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+from attnlab.config import defaults
 
-DEFAULT_CONFIG: dict = {
-    "cifar10": {"url": CIFAR10_URL, "md5": CIFAR10_MD5, "path": None},
-    "shakespeare": {
-        "url": SHAKESPEARE_URL,
-        "sha256": SHAKESPEARE_SHA256,
-        "path": None,
-        "val_fraction": 0.1,
-        "seed": 1337,
-    },
-    # min_freq 2: words seen once in training become <unk>, so the model learns
-    # to predict <unk> instead of meeting it for the first time on validation.
-    "tokenizer": {"min_freq": 2, "max_size": None},
-}
+DEFAULT_CONFIG: dict = defaults("data")
+CIFAR10_URL = DEFAULT_CONFIG["cifar10"]["url"]
+CIFAR10_MD5 = DEFAULT_CONFIG["cifar10"]["md5"]
+SHAKESPEARE_URL = DEFAULT_CONFIG["shakespeare"]["url"]
+SHAKESPEARE_SHA256 = DEFAULT_CONFIG["shakespeare"]["sha256"]
 
 
 class DataError(RuntimeError):

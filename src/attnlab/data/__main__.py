@@ -27,8 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare-cifar10", help="CIFAR-10 source -> {train,test}.pt + manifest.json")
     p.add_argument("--source", required=True,
                    help="official tarball, extracted cifar-10-batches-py/, or ImageFolder folder/.tar.gz")
-    p.add_argument("--md5", type=_checksum, default=None, help="official tarball's md5, verified for that source")
-    p.add_argument("--sha256", type=_checksum, default=None, help="sha256 of a file source, verified if given")
+    p.add_argument("--md5", type=_checksum, default=None,
+                   help="official tarball's md5, verified for that source and refused for any other (use --sha256)")
+    p.add_argument("--sha256", type=_checksum, default=None,
+                   help="sha256 of the source, verified if given: a file's bytes, or a folder's tree digest")
     p.add_argument("--out-dir", required=True)
 
     p = sub.add_parser("download-shakespeare", help="download tiny-shakespeare, sha256-verified")

@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
+from attnlab.checkpoint import load_pt
 from attnlab.data import CIFAR10_MD5, CIFAR10_URL, DataError
 from attnlab.io import file_digest, torch_save, write_json
 
@@ -106,11 +107,15 @@ def load_split(source: str | os.PathLike, split: str) -> dict:
     kind = _classify(path)
     if kind == "prepared":
         pt = path if path.is_file() else path / f"{split}.pt"
-        data = torch.load(pt, map_location="cpu", weights_only=True)
+        data = load_pt(pt, "a prepared CIFAR-10 split written by `python -m attnlab.data prepare-cifar10`")
+        if not isinstance(data, dict):
+            raise DataError(f"{pt} holds a {type(data).__name__}, not a prepared CIFAR-10 split; "
+                            f"rerun `python -m attnlab.data prepare-cifar10`")
         missing = {"images", "labels", "classes"} - set(data)
         if missing:
             raise DataError(f"{pt} is not a prepared CIFAR-10 split (missing {sorted(missing)}); "
                             f"rerun `python -m attnlab.data prepare-cifar10`")
+        check_classes(list(data["classes"]), pt)
         return {**data, "source": str(path)}
     raw = _read_raw(path, kind, splits=(split,))
     out = _decode(raw, path, splits=(split,))[split]
@@ -122,10 +127,10 @@ def prepare(source: str | os.PathLike, out_dir: str | os.PathLike, md5: str | No
     """Turn ``source`` into ``out_dir/{train,test}.pt`` and ``out_dir/manifest.json``; return the manifest.
 
     ``md5`` is the official tarball's checksum: verified (mismatch -> DataError)
-    when the source is that tarball, and noted as not applicable otherwise.
-    ``sha256``, if given, is verified for any file source. The manifest records
-    the digest computed either way (for a folder: a digest of its files, see
-    ``tree_digest``).
+    when the source is that tarball, refused (DataError) for any other source.
+    ``sha256``, if given, is verified for any source: a file's (or tarball's)
+    bytes, or for a folder its ``tree_digest``. The manifest records a digest
+    either way.
     """
     stream = stream or sys.stderr
     start = time.perf_counter()
@@ -174,25 +179,32 @@ def tree_digest(folder: str | os.PathLike) -> str:
 
 
 def _checksum(path: Path, kind: str, md5: str | None, sha256: str | None, stream) -> dict:
-    if kind == "official-tarball":
-        algorithm, expected = "md5", md5
-    else:
-        algorithm, expected = "sha256", sha256
-        if md5:
-            print(f"[cifar10] note: md5 {md5} is the official tarball's checksum; {path} is an {kind} source, "
-                  f"so its sha256 is recorded instead", file=stream, flush=True)
-    if path.is_dir():
-        if expected:
-            raise DataError(f"a checksum was given for the folder {path}; checksums apply to a single file "
-                            f"(pass the tarball, or drop the checksum)")
-        value = tree_digest(path)
-    else:
-        value = file_digest(path, algorithm)
-    if expected and value != expected.lower():
-        key = "data.cifar10.md5" if algorithm == "md5" else "the sha256 given"
-        raise DataError(f"{algorithm} mismatch for {path}: expected {expected}, got {value}. The file is corrupt "
-                        f"or a different version; re-download it, or fix {key}")
-    return {"algorithm": algorithm, "value": value, "expected": expected, "verified": bool(expected)}
+    """Verify every checksum given; return the record of the one the manifest keeps.
+
+    md5 is the official tarball's published checksum and means nothing for any
+    other file, so it is refused there rather than skipped. sha256 verifies
+    whatever ``path`` is: a file's bytes, or for a folder its ``tree_digest``.
+    """
+    if md5 and kind != "official-tarball":
+        raise DataError(f"an md5 ({md5}) was given for {path}, which is an {kind} source; md5 applies to the "
+                        f"official cifar-10-python.tar.gz only. Verify this source with its sha256 instead "
+                        f"(--sha256, config key data.cifar10.sha256) and drop the md5 (data.cifar10.md5: null)")
+    checks = [("md5", md5, "data.cifar10.md5")] if kind == "official-tarball" else []
+    checks.append(("sha256", sha256, "data.cifar10.sha256"))
+    record = {}
+    for algorithm, expected, key in checks:
+        if record and not expected:
+            continue  # nothing to verify and a digest is already recorded
+        if path.is_dir():
+            value = tree_digest(path)  # sha256 only: a folder never reaches the md5 check
+        else:
+            value = file_digest(path, algorithm)
+        if expected and value != expected.lower():
+            what = "the folder's tree digest (see tree_digest)" if path.is_dir() else "the file"
+            raise DataError(f"{algorithm} mismatch for {path}: expected {expected}, got {value} for {what}. "
+                            f"It is corrupt or a different version; re-download it, or fix {key}")
+        record = {"algorithm": algorithm, "value": value, "expected": expected, "verified": bool(expected)}
+    return record
 
 
 # --------------------------------------------------------------------------- reading raw members
@@ -304,12 +316,52 @@ def _decode(raw: _Raw, path: Path, splits: tuple[str, ...], stream=None) -> dict
     return _decode_imagefolder(raw.images, path, splits, stream)
 
 
+def check_classes(classes, path: Path) -> None:
+    """Refuse a class set other than CIFAR-10's ten names (a 9- or 11-class tree is not CIFAR-10)."""
+    missing = [c for c in CLASSES if c not in classes]
+    extra = sorted(set(classes) - set(CLASSES))
+    if missing or extra or len(classes) != len(CLASSES):
+        raise DataError(f"{path} does not have CIFAR-10's ten classes: missing {missing}, extra {extra}; "
+                        f"the classes must be exactly {', '.join(CLASSES)}")
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what the official batch files hold: dicts, lists, bytes, str, numbers and numpy arrays.
+
+    A pickle can call any importable function while it loads, and a CIFAR-10
+    copy may come from anywhere; any other global is refused before it is
+    looked up, so a crafted batch file cannot run code (checksum or not).
+    """
+
+    # (module, name) -> what the official files (and numpy >= 2 re-pickles of them) need
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 spell bytes this way
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load the Python object {module}.{name}; the official "
+                                         f"CIFAR-10 batches hold only numpy arrays, lists, bytes and str")
+        if name == "_reconstruct":
+            import numpy as np
+
+            return np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own reconstructor, wherever it lives
+        return super().find_class(module, name)
+
+
 def _unpickle(blob: bytes, name: str, path: Path) -> dict:
     try:
         # The official format is Python pickles written by Python 2: latin1 bytes keys.
-        return pickle.loads(blob, encoding="bytes")
+        out = _BatchUnpickler(io.BytesIO(blob), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise DataError(f"cannot unpickle {name} in {path}: {err}; the CIFAR-10 source is corrupt") from err
+        raise DataError(f"cannot unpickle {name} in {path}: {err}; the CIFAR-10 source is corrupt or "
+                        f"not the official one") from err
+    if not isinstance(out, dict):
+        raise DataError(f"{name} in {path} holds a {type(out).__name__}, not a dict; not the official "
+                        f"CIFAR-10 format")
+    return out
 
 
 def _decode_official(files: dict[str, bytes], path: Path, splits: tuple[str, ...]) -> dict:
@@ -317,6 +369,7 @@ def _decode_official(files: dict[str, bytes], path: Path, splits: tuple[str, ...
     if b"label_names" not in meta:
         raise DataError(f"batches.meta in {path} has no b'label_names' key; not the official CIFAR-10 format")
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
+    check_classes(classes, path)
     out = {}
     for split in splits:
         names = OFFICIAL_TRAIN if split == "train" else ("test_batch",)
@@ -341,6 +394,7 @@ def _decode_official(files: dict[str, bytes], path: Path, splits: tuple[str, ...
 def _decode_imagefolder(images: dict, path: Path, splits: tuple[str, ...], stream) -> dict:
     class_sets = {s: sorted({c for c, _, _ in images[s]}) for s in splits}
     classes = class_sets[splits[0]]
+    check_classes(classes, path)
     for s in splits:
         if not images[s]:
             raise DataError(f"{path}: no images under {s}/<class>/; {_LAYOUTS}")

@@ -22,12 +22,8 @@ from attnlab.data.tokenizer import MyTokenizer, word_tokenize
 from attnlab.io import atomic_path, torch_save, write_json, write_text
 
 # The stage's own config: data.shakespeare's split keys plus data.tokenizer's keys, flat.
-VOCAB_CONFIG = {
-    "val_fraction": DEFAULT_CONFIG["shakespeare"]["val_fraction"],
-    "seed": DEFAULT_CONFIG["shakespeare"]["seed"],
-    "min_freq": DEFAULT_CONFIG["tokenizer"]["min_freq"],
-    "max_size": DEFAULT_CONFIG["tokenizer"]["max_size"],
-}
+VOCAB_CONFIG = {**{k: DEFAULT_CONFIG["shakespeare"][k] for k in ("val_fraction", "seed")},
+                **DEFAULT_CONFIG["tokenizer"]}
 
 
 def resolve_vocab_config(user: Mapping | None) -> dict:

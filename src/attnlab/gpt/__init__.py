@@ -2,8 +2,10 @@
 
 Modules: ``model`` (DialogueGPT, DialogueLoss, load_checkpoint), ``scoring``
 (the validation / evaluation scorer shared by trainer and evaluator),
-``train`` (``python -m attnlab.gpt.train``), ``evaluate``
-(``python -m attnlab.gpt.evaluate``), ``generate`` (``python -m attnlab.gpt.generate``).
+``data`` (loading dialogues.pt / vocab.json), ``train``
+(``python -m attnlab.gpt.train``), ``ngram`` (the Kneser-Ney baseline,
+``python -m attnlab.gpt.ngram``), ``evaluate`` (``python -m attnlab.gpt.evaluate``),
+``generate`` (``python -m attnlab.gpt.generate``).
 """
 
 from attnlab.gpt.model import DialogueGPT, DialogueLoss, load_checkpoint

@@ -1,21 +1,15 @@
 """DialogueGPT: a word-level GPT on the from-scratch Transformer (seed Problem 4c-4e).
 
 token embedding + learned absolute positions -> Transformer (pre-LN blocks,
-causal mask combined with the padding mask) -> final LayerNorm -> LM head.
+causal mask combined with the padding mask) -> final LayerNorm -> LM head,
+whose weight is the token embedding's by default (``tie_weights``).
 
-The LM head shares its weight with the token embedding by default
-(``tie_weights=True``). With a word vocabulary of ~10k types and only ~250k
-training tokens, the embedding and the head are most of the parameters;
-tying halves them, gives the rare words' output rows the gradient of their
-input uses too, and in our runs overfits later than an untied head (the
-usual finding of Press & Wolf 2017 / nanoGPT).
-
-Generation (``generate``) is the seed's greedy loop with two paths over the
-same weights: ``use_cache=False`` re-encodes the whole context for every new
-token; ``use_cache=True`` encodes the prompt once and then feeds one token
-at a time, keeping every layer's keys and values (the ``cache`` API of
-:mod:`attnlab.transformer`). Both paths use the same context window policy
-(see :meth:`DialogueGPT.generate`) so that they return the same tokens.
+``generate`` is the seed's greedy loop (or seeded top-k sampling) with two
+paths over the same weights: ``use_cache=False`` re-encodes the whole context
+for every new token, ``use_cache=True`` keeps every layer's keys and values
+(the ``cache`` API of :mod:`attnlab.transformer`); both use the same context
+window policy, so they return the same tokens. ``load_checkpoint`` rebuilds a
+model that ``attnlab.gpt.train`` saved.
 """
 
 from __future__ import annotations
@@ -76,6 +70,8 @@ class DialogueGPT(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
+            # ~7k words and ~240k training tokens: embedding and head are most of the
+            # parameters; tying halves them and overfits later (Press & Wolf 2017, nanoGPT).
             self.lm_head.weight = self.tok_embed.weight
         self._init_weights(n_layers)
 
@@ -88,9 +84,9 @@ class DialogueGPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-        for layer in self.transformer.layers:
-            for proj in (layer.attn.W_O, layer.ffn.net[3]):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.W_O.weight", "ffn.fc2.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights count once
@@ -105,7 +101,7 @@ class DialogueGPT(nn.Module):
         T = input_ids.shape[1]
         if T > self.max_len:
             raise ValueError(f"sequence of {T} tokens exceeds max_len={self.max_len}; "
-                             "chunk it (see attnlab.gpt.evaluate.windows)")
+                             "chunk it (see attnlab.gpt.scoring.windows)")
         mask = attention_mask(input_mask, T, input_ids.device)
         out = self.transformer(self._embed(input_ids, 0), mask, return_attention=return_attention)
         if return_attention:
@@ -152,6 +148,7 @@ class DialogueGPT(nn.Module):
         temperature: float = 0.0,
         top_k: Optional[int] = None,
         seed: Optional[int] = None,
+        banned_ids: Optional[Sequence[int]] = None,
     ) -> list[int]:
         """Return ``prefix_ids`` followed by ``num_tokens`` generated token ids.
 
@@ -160,6 +157,11 @@ class DialogueGPT(nn.Module):
         restricted to the ``top_k`` most likely tokens when given, with a
         private generator seeded by ``seed`` (reproducible, leaves the global
         RNG alone).
+
+        ``banned_ids`` (e.g. ``<unk>`` and ``<pad>``) get logit -inf before the
+        argmax or the sampling, so they are never generated; the prefix may
+        still hold them. Greedy decoding stays deterministic: the argmax over
+        the remaining words.
 
         Context window: positions are learned up to ``max_len``, so the model
         never sees more than ``max_len`` tokens. While prefix + generated fits,
@@ -178,6 +180,12 @@ class DialogueGPT(nn.Module):
         seq = [int(t) for t in (prefix_ids.tolist() if isinstance(prefix_ids, Tensor) else prefix_ids)]
         if not seq:
             raise ValueError("generate needs at least one prefix token (the start token)")
+        banned = sorted({int(t) for t in (banned_ids or ())})
+        if any(not 0 <= t < self.vocab_size for t in banned):
+            raise ValueError(f"banned_ids {banned} must lie in 0..{self.vocab_size - 1}")
+        if len(banned) >= self.vocab_size:
+            raise ValueError("banned_ids cover the whole vocabulary: nothing left to generate")
+        banned_t = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
         gen = None
         if temperature > 0:
             gen = torch.Generator(device=device)
@@ -200,7 +208,10 @@ class DialogueGPT(nn.Module):
                     else:
                         logits = self._step(torch.tensor([seq[cached_upto:n]], device=device), cache)[0]
                     cached_upto = n
-                seq.append(self._pick(logits.float(), temperature, top_k, gen))
+                logits = logits.float()
+                if banned_t is not None:
+                    logits = logits.index_fill(0, banned_t, float("-inf"))
+                seq.append(self._pick(logits, temperature, top_k, gen))
         finally:
             self.train(was_training)
         return seq
@@ -252,16 +263,22 @@ class DialogueLoss(nn.Module):
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[DialogueGPT, dict]:
-    """Rebuild the model saved by attnlab.gpt.train; returns (model in eval mode, checkpoint dict)."""
+    """Rebuild the model saved by attnlab.gpt.train; returns (model in eval mode, checkpoint dict).
+
+    The file is loaded with weights_only (see attnlab.checkpoint): a foreign,
+    truncated or ViT checkpoint raises CheckpointError, a ValueError.
+    """
+    from attnlab.checkpoint import bad_model
+    from attnlab.checkpoint import load_checkpoint as load_checked
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run attnlab.gpt.train first")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    for key in ("model_config", "state_dict"):
-        if key not in ckpt:
-            raise ValueError(f"{path} is not a DialogueGPT checkpoint (no '{key}' entry)")
-    model = DialogueGPT(**ckpt["model_config"])
-    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["state_dict"].items()}
-    model.load_state_dict(state)
+    ckpt = load_checked(path, "gpt", map_location)
+    try:
+        model = DialogueGPT(**ckpt["model_config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise bad_model(path, "gpt", err) from err
     model.eval()
     return model, ckpt

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from attnlab.data.dialogues import collate_batch
 from attnlab.gpt.model import token_nll
 from attnlab.runtime import autocast
 
@@ -42,13 +43,6 @@ def windows(ids: Sequence[int], max_len: int, stride: Optional[int] = None) -> l
         out.append((ids[start:end], scored_upto - start - 1))
         scored_upto = end
     return out
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> dict:
-    """Right-pad to {"input_ids", "input_mask"} (B, T), the data stage's collate."""
-    from attnlab.data.dialogues import collate_batch
-
-    return collate_batch([torch.as_tensor(s, dtype=torch.long) for s in seqs], pad_id)
 
 
 @torch.no_grad()
@@ -76,7 +70,7 @@ def score_dialogues(
     try:
         for i in range(0, len(wins), batch_size):
             chunk = wins[i:i + batch_size]
-            batch = pad_batch([w[0] for w in chunk], pad_id)
+            batch = collate_batch([w[0] for w in chunk], pad_id)
             ids = batch["input_ids"].to(device)
             mask = batch["input_mask"].to(device)
             with autocast(device, amp):

@@ -2,44 +2,16 @@
 
     python -m attnlab.gpt.train --data DIALOGUES_PT --vocab VOCAB --config SECTION.yaml --out-dir DIR
 
-Writes to DIR: checkpoint.pt (final model), metrics.csv, samples.jsonl,
-curves.png, train_summary.json, and resume/state.pt (everything needed to
-continue after an interruption; rerunning the same command resumes from the
-last finished epoch and gives the same weights and metrics as an
-uninterrupted run; a state written under another config is refused).
-
-Data: every training dialogue is one example, starting with the start token.
-The few longer than ``max_len`` (about 1% at 256 tokens) are cut into
-``max_len`` pieces that overlap by one token, so every target is trained on.
-Batches group dialogues of similar length (little padding). Validation scores
-every target of every validation dialogue (long ones in overlapping windows,
-:mod:`attnlab.gpt.scoring`), so bits per character = total NLL / ln 2 /
-validation characters is an honest number, comparable with char-level models.
-
-Presets (``DEFAULT_CONFIG`` is the GPU preset; the pipeline's config/cpu.yaml
-holds the CPU one).
-
-GPU rationale (not measured on a GPU: this task had none). The target is
-<= 2.12 bits/char on validation. With the min_freq=2 vocabulary (6,903 words)
-a validation target token stands for ~4.3 characters, so 2.12 bits/char is
-~6.3 nats per token (perplexity ~560). The CPU preset (4 layers, 192 wide,
-3.1M parameters, max_len 128) measured on this 2-core machine: 1.87 bits/char
-after one epoch, 1.69 after three (val loss 5.06 nats, ~6 min, ~2,000
-tokens/s), still improving and not overfitting (train 5.16 > val 5.06 under
-dropout). So the target is reached by a model this size in one epoch; on a
-GPU the question is using the time well, not reaching it. Compute is not the
-limit: an epoch is ~240k tokens (~107 steps of 64 dialogues); the 6-layer,
-384-wide preset (~13M parameters incl. the tied 6.9k x 384 embedding) costs
-~6 * 13e6 * 2.4e5 = 2e13 FLOPs per epoch, a fraction of a second of an H100
-even at a few % utilisation, so eager steps are launch-bound (~20-30 ms:
-~3 s/epoch) and 15 epochs with per-epoch validation and samples take ~1-2
-minutes, far inside 15. The risk is overfitting 240k tokens with 4x the
-parameters, hence dropout 0.2, weight decay 0.1, tied embeddings, 15 epochs
-(the CPU model was still improving at 3) and a cosine schedule that ends the
-run with a small learning rate; the final (not the best) epoch is reported.
-Expected: clearly below 2.12 (about 1.6 bits/char). bf16 autocast on CUDA;
-torch.compile is optional (variable batch shapes make it recompile, so it is
-off by default).
+Every training dialogue is one example, starting with the start token; the
+few longer than ``max_len`` are cut into pieces that overlap by one token, so
+every target is trained on. Batches group dialogues of similar length.
+Validation scores every target of every validation dialogue
+(:mod:`attnlab.gpt.scoring`). The run keeps the epoch with the lowest
+validation loss (``train.keep: best``) or the last one, stays inside
+``time_budget_s`` (validation, samples and saves included), and resumes from
+``DIR/resume/state.pt`` to the same weights and metrics as an uninterrupted
+run. Writes checkpoint.pt, metrics.csv, samples.jsonl, curves.png and
+train_summary.json. Measurements of the presets: docs/measurements/.
 """
 
 from __future__ import annotations
@@ -48,62 +20,36 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from attnlab import config as cfgmod
+from attnlab import training
+from attnlab.data.dialogues import collate_batch
+from attnlab.gpt.data import load_data, load_tokenizer
+from attnlab.gpt.generate import mask_ids, sample_prompts
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
-from attnlab.gpt.scoring import bucketed_batches, pad_batch, score_dialogues, summarize, training_chunks
-from attnlab.io import atomic_path, torch_save, write_json, write_text
-from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
-                              weight_decay_groups)
-
-DEFAULT_PROMPTS = ["ROMEO:", "JULIET:", "First Citizen:"]
-
-DEFAULT_CONFIG = {
-    "model": {"d_model": 384, "n_heads": 6, "n_layers": 6, "max_len": 256, "dropout": 0.2,
-              "tie_weights": True},
-    "train": {
-        "epochs": 15,
-        "batch_size": 64,
-        "lr": 1.0e-3,
-        "min_lr_ratio": 0.1,          # cosine decay ends at lr * min_lr_ratio
-        "warmup_steps": 200,
-        "weight_decay": 0.1,
-        "grad_clip": 1.0,
-        "max_train_dialogues": None,  # None = the whole training split
-        "prompts": list(DEFAULT_PROMPTS),
-        "sample_tokens": 30,
-        "eval_batch_size": 64,
-        "seed": 0,
-        "device": "auto",
-        "amp": True,
-        "compile": False,
-        "num_threads": None,
-    },
-    "generate": {"prompts": list(DEFAULT_PROMPTS), "num_tokens": 50, "bench_tokens": 250,
-                 # besides the seed's greedy text: seeded samples (temperature 0 = greedy only)
-                 "temperature": 0.8, "top_k": 40, "seed": 0},
-}
-
-# The CPU preset (config/cpu.yaml carries the same values): the whole training
-# split within ~10 minutes on 2 cores. Kept here too so `python -m attnlab.bench
-# gpt` measures the model size the preset trains.
-CPU_PRESET = {
-    "model": {"d_model": 192, "n_heads": 4, "n_layers": 4, "max_len": 256, "dropout": 0.1},
-    "train": {"epochs": 5, "batch_size": 64, "lr": 2.0e-3, "warmup_steps": 100, "num_threads": 2,
-              "device": "cpu", "amp": False},
-}
+from attnlab.gpt.scoring import bucketed_batches, score_dialogues, summarize, training_chunks
+from attnlab.io import torch_save, write_json, write_text
+from attnlab.runtime import Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything, \
+    weight_decay_groups
+from attnlab.training import CALIBRATION_EPOCHS, DivergenceError, TimeBudget
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_perplexity", "val_bits_per_char",
                   "unk_rate", "lr", "seconds", "tokens_per_s"]
+CURVE_PANELS = [
+    {"ylabel": "loss (nats / token)", "series": [("train_loss", "train", 1.0), ("val_loss", "validation", 1.0)]},
+    {"ylabel": "validation bits / character", "series": [("val_bits_per_char", "validation", 1.0)],
+     "hline": (2.12, "2.12 bits/char (nanoGPT shakespeare-char)")},
+]
 
 
 def resolve_config(user: Optional[dict]) -> dict:
-    return cfgmod.resolve(DEFAULT_CONFIG, user, "gpt")
+    user = dict(user or {})
+    user.pop("runs", None)  # a whole gpt section may be passed; runs are the pipeline's business
+    return cfgmod.resolve(cfgmod.defaults("gpt"), user, "gpt")
 
 
 def model_config(cfg: dict, vocab_size: int, pad_id: int) -> dict:
@@ -113,109 +59,36 @@ def model_config(cfg: dict, vocab_size: int, pad_id: int) -> dict:
             "pad_id": pad_id, "tie_weights": m["tie_weights"]}
 
 
-def load_data(data_path: str | Path) -> dict:
-    data_path = Path(data_path)
-    if not data_path.exists():
-        raise FileNotFoundError(f"{data_path} does not exist; build it with "
-                                "`python -m attnlab.data build-vocab`")
-    data = torch.load(data_path, map_location="cpu", weights_only=False)
-    missing = [k for k in ("train", "val", "val_chars", "start_id", "pad_id", "unk_id", "vocab_size")
-               if k not in data]
-    if missing:
-        raise ValueError(f"{data_path} lacks {missing}; rebuild it with `python -m attnlab.data build-vocab`")
-    return data
-
-
-def load_tokenizer(vocab_path: str | Path, vocab_size: Optional[int] = None):
-    from attnlab.data.tokenizer import MyTokenizer
-
-    tok = MyTokenizer.load(vocab_path)
-    if vocab_size is not None and len(tok) != vocab_size:
-        raise ValueError(f"{vocab_path} has {len(tok)} tokens but the data/model expect {vocab_size}; "
-                         "use the vocab.json written together with dialogues.pt")
-    return tok
-
-
-def sample_prompts(model: DialogueGPT, tok, prompts, num_tokens: int) -> list[dict]:
-    """Greedy continuations of each prompt (the seed's per-epoch samples)."""
-    out = []
-    for prompt in prompts:
-        ids = model.generate(tok.encode(prompt), num_tokens, use_cache=True)
-        out.append({"prompt": prompt, "text": tok.decode(ids[1:])})  # drop the start token
-    return out
-
-
-def lr_at(step: int, total: int, tcfg: dict) -> float:
-    """Linear warmup then cosine decay to lr * min_lr_ratio."""
-    lr, warm = tcfg["lr"], tcfg["warmup_steps"]
-    if step < warm:
-        return lr * (step + 1) / warm
-    frac = min(1.0, (step - warm) / max(1, total - warm))
-    floor = lr * tcfg["min_lr_ratio"]
-    return floor + 0.5 * (lr - floor) * (1 + math.cos(math.pi * frac))
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
-    import pandas as pd
-
-    with atomic_path(out_dir / "metrics.csv") as tmp:
-        pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(tmp, index=False)
-
-
-def _write_samples(out_dir: Path, samples: list[dict]) -> None:
+def _write_progress(out_dir: Path, rows: list[dict], samples: list[dict]) -> None:
+    training.write_metrics(rows, METRIC_COLUMNS, out_dir / "metrics.csv")
     write_text(out_dir / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-
-
-def plot_curves(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
-    a.plot(ep, [r["val_loss"] for r in rows], "s-", label="validation")
-    a.set_xlabel("epoch"), a.set_ylabel("loss (nats / token)"), a.legend(), a.grid(alpha=0.3)
-    b.plot(ep, [r["val_bits_per_char"] for r in rows], "s-", color="C2")
-    b.axhline(2.12, ls="--", color="gray", lw=1, label="2.12 bits/char")
-    b.set_xlabel("epoch"), b.set_ylabel("validation bits / character"), b.legend(), b.grid(alpha=0.3)
-    fig.suptitle("DialogueGPT training")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    training.plot_curves(rows, out_dir / "curves.png", CURVE_PANELS, "DialogueGPT training")
 
 
 def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, out_dir: str | Path,
-          log=None) -> dict:
-    """Train (or resume) one run; returns train_summary.json's content."""
+          stop_after_epochs: Optional[int] = None, log=None) -> dict:
+    """Train (or resume) one run; returns train_summary.json's content.
+
+    ``stop_after_epochs`` ends this call after that many new epochs with only the
+    resume state and per-epoch files written (as if the job had been killed).
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = resolve_config(cfg)
     tcfg = cfg["train"]
+    if tcfg["keep"] not in ("best", "last"):
+        raise cfgmod.ConfigError(f"gpt.train.keep must be best or last, got {tcfg['keep']!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if tcfg["num_threads"]:
         torch.set_num_threads(int(tcfg["num_threads"]))
     device = pick_device(tcfg["device"])
+    training.require_accelerator(tcfg["device"], device, tcfg["require_gpu"], "gpt")
     amp = bool(tcfg["amp"]) and device.type == "cuda"
-    cfg_digest = cfgmod.digest(cfg)
+    cfg_digest = cfgmod.digest({"model": cfg["model"], "train": tcfg})  # what this job trains with
 
     data = load_data(data_path)
     tok = load_tokenizer(vocab_path, data["vocab_size"])
+    banned = mask_ids(tok, tcfg["mask_tokens"])
     train_dialogues = data["train"]
     if tcfg["max_train_dialogues"] is not None:
         train_dialogues = train_dialogues[: int(tcfg["max_train_dialogues"])]
@@ -224,104 +97,138 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         raise ValueError(f"{data_path} has no training dialogue with a target token")
     lengths = [len(c) for c in chunks]
     steps_per_epoch = math.ceil(len(chunks) / tcfg["batch_size"])
-    total_steps = steps_per_epoch * tcfg["epochs"]
 
     seed_everything(tcfg["seed"])
     mcfg = model_config(cfg, data["vocab_size"], data["pad_id"])
     model = DialogueGPT(**mcfg).to(device)
     # Decay matrices (incl. the tied embedding), not biases or LayerNorm gains (nanoGPT).
     opt = make_adamw(weight_decay_groups(model, tcfg["weight_decay"]), tcfg["lr"], betas=(0.9, 0.95))
-    fwd = torch.compile(model, dynamic=True) if tcfg["compile"] else model
+    fwd = training.compile_model(model, tcfg["compile"], "gpt", dynamic=True)
     loss_fn = DialogueLoss()
 
-    rows, samples, start_epoch, step, train_seconds = [], [], 0, 0, 0.0
-    state_path = out_dir / "resume" / "state.pt"
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state.get("config_digest") != cfg_digest:
-            raise RuntimeError(
-                f"{state_path} was written by a different config (digest {state.get('config_digest')} "
-                f"!= {cfg_digest}); delete {state_path.parent} to start this run over")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        rows, samples = state["metrics"], state["samples"]
-        start_epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
-        log(f"[gpt] resuming {out_dir} after epoch {start_epoch}/{tcfg['epochs']}")
+    resume_path = out_dir / "resume" / "state.pt"
+    state = {"epoch": 0, "step": 0, "total_epochs": int(tcfg["epochs"]), "calibrated": False, "rows": [],
+             "samples": [], "train_seconds": 0.0, "save_seconds": 0.0, "out_of_time": False,
+             "best_epoch": None, "best_model": None}
+    saved = training.load_resume(resume_path, cfg_digest, "gpt")
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        training.restore_rng(saved["rng"], {})
+        state = saved["state"]
+        log(f"[gpt] resuming {out_dir} after epoch {state['epoch']}/{state['total_epochs']}")
 
     log(f"[gpt] {model.n_params() / 1e6:.2f}M parameters, {len(chunks)} training examples "
         f"({sum(lengths)} tokens), {steps_per_epoch} steps/epoch, device {device}")
-    for epoch in range(start_epoch + 1, tcfg["epochs"] + 1):
+    budget = TimeBudget(tcfg["time_budget_s"], spent=state["train_seconds"])
+    step_seconds = 0.0  # measured cost of one training step, for the budget's look-ahead
+    new_epochs = 0
+    while state["epoch"] < state["total_epochs"] and not state["out_of_time"]:
+        if stop_after_epochs is not None and new_epochs >= stop_after_epochs:
+            return {"stopped_after_epoch": state["epoch"]}
+        epoch = state["epoch"] + 1
+        total_steps = steps_per_epoch * state["total_epochs"]
         model.train()
         gen = torch.Generator().manual_seed(tcfg["seed"] * 1000 + epoch)  # epoch order, resume-proof
         batches = bucketed_batches(lengths, tcfg["batch_size"], gen)
-        progress = Progress(len(batches), f"gpt epoch {epoch}/{tcfg['epochs']}")
-        t0, loss_sum, n_targets, n_tokens = time.perf_counter(), 0.0, 0, 0
+        progress = Progress(len(batches), f"gpt epoch {epoch}/{state['total_epochs']}")
+        t0, loss_sum, n_targets, n_tokens, steps = training.now(), 0.0, 0, 0, 0
         for idx in batches:
-            batch = pad_batch([chunks[i] for i in idx], data["pad_id"])
+            # Validation, samples and the save must still fit after the next step (estimated until
+            # measured as half a training step per batch of validation dialogues plus one step).
+            after = state.get("val_save_seconds") or step_seconds * (len(data["val"]) / tcfg["batch_size"] / 2 + 1)
+            if not budget.fits(step_seconds + after):
+                state["out_of_time"] = True
+                break
+            batch = collate_batch([chunks[i] for i in idx], data["pad_id"])
             ids, mask = batch["input_ids"].to(device), batch["input_mask"].to(device)
-            lr = lr_at(step, total_steps, tcfg)
+            lr = training.lr_at(state["step"], total_steps, tcfg["warmup_steps"], tcfg["lr"], tcfg["min_lr_ratio"])
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast(device, amp):
                 logits = fwd(ids, mask)
             loss = loss_fn(logits, ids, mask)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {epoch}, step {step} (lr {lr:.3g}); "
-                    "lower gpt.train.lr or raise warmup_steps, and check the data")
+            training.check_finite(loss.item(), "gpt", epoch, state["step"], lr, tcfg["grad_clip"],
+                                  resume_path.parent)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
             opt.step()
-            step += 1
+            state["step"] += 1
+            steps += 1
             n = int(mask[:, 1:].sum())
             loss_sum += loss.item() * n
             n_targets += n
             n_tokens += int(mask.sum())
             progress.update(loss=loss.item(), lr=lr)
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
+            step_seconds = (training.now() - t0) / steps
+        if steps == 0:  # out of time before this epoch could start
+            break
+        seconds = training.now() - t0
 
+        t_val = training.now()
         scores = score_dialogues(model, data["val"], data["pad_id"], data["unk_id"],
                                  tcfg["eval_batch_size"], device=device, amp=amp)
         val = summarize(scores, data["val_chars"])
         row = {"epoch": epoch, "train_loss": loss_sum / max(n_targets, 1), "val_loss": val["val_loss"],
                "val_perplexity": val["val_perplexity"], "val_bits_per_char": val["val_bits_per_char"],
                "unk_rate": val["unk_rate"], "lr": lr, "seconds": seconds, "tokens_per_s": n_tokens / seconds}
-        rows.append(row)
-        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"])
-        samples += [{"epoch": epoch, **s} for s in new]
+        state["rows"].append(row)
+        state["epoch"] = epoch
+        if training.best_epoch(state["rows"], "val_loss") == epoch:
+            state["best_epoch"] = epoch
+            state["best_model"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"], banned)
+        state["samples"] += [{"epoch": epoch, **s} for s in new]
         log(f"[gpt] epoch {epoch}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
-            f"({row['val_bits_per_char']:.3f} bits/char) {seconds:.1f}s {row['tokens_per_s']:.0f} tok/s")
+            f"({row['val_bits_per_char']:.3f} bits/char) {seconds:.1f}s {row['tokens_per_s']:.0f} tok/s"
+            + (" (stopped mid-epoch: time budget)" if state["out_of_time"] else ""))
         for s in new:
             log(f"    {s['text']}")
+        if (tcfg["time_budget_s"] and not state["calibrated"] and epoch == CALIBRATION_EPOCHS
+                and state["total_epochs"] > CALIBRATION_EPOCHS):
+            # as in attnlab.vit.train: the fastest epoch so far, validation and save included
+            per_epoch = min(r["seconds"] for r in state["rows"]) + state.get("val_save_seconds", 0.0)
+            state["total_epochs"] = budget.fit_epochs(epoch, state["total_epochs"], per_epoch)
+            state["calibrated"] = True
+            log(f"[gpt] time budget {tcfg['time_budget_s']}s: training {state['total_epochs']} epochs")
+        _write_progress(out_dir, state["rows"], state["samples"])
+        new_epochs += 1
+        t_save = training.now()
+        state["train_seconds"] = budget.spent()
+        training.save_resume(resume_path, cfg_digest, model=model.state_dict(), optimizer=opt.state_dict(),
+                             rng=training.capture_rng({}), state=state)
+        state["save_seconds"] = training.now() - t_save
+        state["val_save_seconds"] = training.now() - t_val
+        state["train_seconds"] = budget.spent()
 
-        _write_metrics(out_dir, rows)
-        _write_samples(out_dir, samples)
-        plot_curves(rows, out_dir / "curves.png")
-        torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": _rng_state(),
-                    "metrics": rows, "samples": samples, "epoch": epoch, "step": step,
-                    "train_seconds": train_seconds, "config_digest": cfg_digest}, state_path)
-
+    rows = state["rows"]
     if not rows:
-        raise ValueError("gpt.train.epochs must be >= 1")
+        raise cfgmod.ConfigError(f"gpt.train.time_budget_s={tcfg['time_budget_s']} left no time for a single step")
     # Rewrite the per-run files too, so a run resumed after its last epoch is complete.
-    _write_metrics(out_dir, rows)
-    _write_samples(out_dir, samples)
-    plot_curves(rows, out_dir / "curves.png")
-    torch_save({"model_config": mcfg, "state_dict": model.state_dict(), "config": cfg,
-                "epoch": rows[-1]["epoch"], "start_id": data["start_id"], "pad_id": data["pad_id"],
+    _write_progress(out_dir, rows, state["samples"])
+    kept = state["best_epoch"] if tcfg["keep"] == "best" else rows[-1]["epoch"]
+    if kept != rows[-1]["epoch"]:
+        model.load_state_dict(state["best_model"])
+    torch_save({"family": "gpt", "model_config": mcfg, "state_dict": model.state_dict(), "config": cfg,
+                "epoch": kept, "start_id": data["start_id"], "pad_id": data["pad_id"],
                 "unk_id": data["unk_id"]}, out_dir / "checkpoint.pt")
-    last = rows[-1]
+    row = rows[kept - 1]
+    best = rows[state["best_epoch"] - 1]
     summary = {
         "device": str(device), "hardware": describe_hardware(device), "n_params": model.n_params(),
-        "epochs": last["epoch"], "train_seconds": train_seconds,
-        "final_val_loss": last["val_loss"], "final_val_perplexity": last["val_perplexity"],
-        "final_val_bits_per_char": last["val_bits_per_char"], "unk_rate": last["unk_rate"],
+        "epochs": rows[-1]["epoch"], "planned_epochs": int(tcfg["epochs"]),
+        "train_seconds": state["train_seconds"], "time_budget_s": tcfg["time_budget_s"],
+        "stopped_by_budget": bool(tcfg["time_budget_s"]) and rows[-1]["epoch"] < int(tcfg["epochs"]),
+        "selection": "best_val_loss" if tcfg["keep"] == "best" else "final", "kept_epoch": kept,
+        "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
+        "kept_val_loss": row["val_loss"], "kept_val_bits_per_char": row["val_bits_per_char"],
+        "final_val_loss": rows[-1]["val_loss"], "final_val_perplexity": rows[-1]["val_perplexity"],
+        "final_val_bits_per_char": rows[-1]["val_bits_per_char"], "unk_rate": row["unk_rate"],
         "best_val_bits_per_char": min(r["val_bits_per_char"] for r in rows),
-        "tokens_per_s": sum(r["tokens_per_s"] * r["seconds"] for r in rows) / max(train_seconds, 1e-9),
+        "tokens_per_s": sum(r["tokens_per_s"] * r["seconds"] for r in rows) / max(sum(r["seconds"] for r in rows),
+                                                                               1e-9),
         "n_train_examples": len(chunks), "n_train_tokens": sum(lengths),
         "config_digest": cfg_digest, "model_config": mcfg,
     }
@@ -335,11 +242,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--vocab", required=True, help="vocab.json written with it")
     p.add_argument("--config", default=None, help="the gpt section (YAML/JSON): {model: ..., train: ...}")
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="leave after this many new epochs with only the resume state written")
     args = p.parse_args(argv)
-    user = cfgmod.load_config_file(args.config)
-    user.pop("runs", None)  # a whole gpt section may be passed; runs are the pipeline's business
-    summary = train(user, args.data, args.vocab, args.out_dir)
-    print(json.dumps({k: summary[k] for k in ("epochs", "train_seconds", "final_val_bits_per_char")}))
+    try:
+        summary = train(cfgmod.load_config_file(args.config), args.data, args.vocab, args.out_dir,
+                        args.stop_after_epochs)
+    except (cfgmod.ConfigError, FileNotFoundError, DivergenceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if "epochs" in summary:
+        print(json.dumps({k: summary[k] for k in ("epochs", "kept_epoch", "train_seconds",
+                                                  "final_val_bits_per_char")}))
     return 0
 
 

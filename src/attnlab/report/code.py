@@ -76,5 +76,21 @@ def listings() -> list[dict]:
 
 
 def source_files(src: Path = SRC) -> list[str]:
-    """The files the appendix reads (the report rule's inputs, so an edit rebuilds the PDF)."""
+    """The files the appendix reads."""
     return sorted({str(module_file(module, src)) for _, module, _, _ in LISTINGS})
+
+
+def source_digest(src: Path = SRC) -> str:
+    """Digest of the full text of the files the appendix prints (the report rule's param).
+
+    Full text, not code only: the listings include comments and docstrings, so
+    editing one must rebuild the PDF. Paths are relative to ``src``, so moving
+    the checkout changes nothing.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in source_files(src):
+        h.update(Path(path).relative_to(src).as_posix().encode())
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]

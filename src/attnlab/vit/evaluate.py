@@ -13,11 +13,34 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from attnlab.io import atomic_path, write_json
-from attnlab.runtime import pick_device
+from attnlab.runtime import autocast, pick_device
+from attnlab.vit.augment import normalize
 from attnlab.vit.model import load_checkpoint
-from attnlab.vit.train import evaluate_arrays
+
+
+@torch.no_grad()
+def evaluate_arrays(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                    batch_size: int = 1024, amp: bool = True) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and predictions (N,) of ``model`` on uint8 images (N, 3, H, W)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    preds = []
+    for i in range(0, len(images), batch_size):
+        x = normalize(images[i:i + batch_size].to(device, non_blocking=True))
+        y = labels[i:i + batch_size].to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        preds.append(logits.argmax(dim=1))
+    model.train(was_training)
+    preds = torch.cat(preds).cpu()
+    n = max(len(images), 1)
+    return loss_sum.item() / n, (preds == labels.cpu()).float().mean().item(), preds
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", batch_size: int = 512) -> dict:

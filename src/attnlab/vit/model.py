@@ -155,14 +155,21 @@ class VisionTransformer(nn.Module):
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[VisionTransformer, dict]:
-    """Rebuild the model a checkpoint.pt describes; returns (model in eval mode, checkpoint dict)."""
+    """Rebuild the model a checkpoint.pt describes; returns (model in eval mode, checkpoint dict).
+
+    The file is loaded with weights_only (see attnlab.checkpoint): a foreign,
+    truncated or GPT checkpoint raises CheckpointError, a ValueError.
+    """
+    from attnlab.checkpoint import bad_model
+    from attnlab.checkpoint import load_checkpoint as load_checked
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ViT checkpoint {path} does not exist; train one with python -m attnlab.vit.train")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    missing = [k for k in ("model_config", "state_dict") if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path} is not a ViT checkpoint (missing {', '.join(missing)})")
-    model = VisionTransformer(**ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt = load_checked(path, "vit", map_location)
+    try:
+        model = VisionTransformer(**ckpt["model_config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise bad_model(path, "vit", err) from err
     return model.eval(), ckpt
