@@ -708,7 +708,14 @@ def test_vit_accuracy_wording_interval_and_validation_set(built, tmp_path):
     assert_in("That is in the 80s, but short of the high 80s (87% or more)", mid)
     assert squash("in the high 80s the homework expects") not in mid
     # the trainer records n_val: equal to n_test means validation is the test set
-    same = rebuild(built, tmp_path / "same", {"vit/main/train_summary.json": _set(n_val=n)})
+    assert squash("The evaluated weights") not in text  # the synthetic eval.json records no epoch
+    same = rebuild(built, tmp_path / "same", {"vit/main/train_summary.json": _set(n_val=n),
+                                              "vit/main/eval.json": _set(epoch=3)})
+    assert_in("The evaluated weights are the last epoch's, not picked for their accuracy".replace("'", "’"), same)
+    picked = rebuild(built, tmp_path / "picked", {"vit/main/train_summary.json": _set(n_val=n),
+                                                  "vit/main/eval.json": _set(epoch=2)})
+    assert_in("The evaluated weights are from epoch 2 of 3, picked on the same images the test accuracy is "
+              "measured on, so that accuracy is biased upwards", picked)
     assert_in(f"The per-epoch \"validation\" set is the same {n} test images", same.replace("“", '"').replace("”", '"'))
 
 
