@@ -89,8 +89,10 @@ def squash(text: str) -> str:
 
 
 def pdf_text(path: Path, page: int | None = None) -> str:
+    """The text without the page numbers, which pypdf puts last on each page (inside a sentence at a break)."""
     pages = pypdf.PdfReader(str(path)).pages
-    return squash("\n".join(p.extract_text() for p in (pages if page is None else [pages[page]])))
+    return squash("\n".join(re.sub(r"\s*\d+\s*$", "", p.extract_text())
+                             for p in (pages if page is None else [pages[page]])))
 
 
 def assert_in(expected: str, text: str) -> None:
@@ -263,7 +265,7 @@ def _load(path) -> dict:
 def test_every_section_is_present(built):
     _, _, pdf = built
     text = pdf_text(pdf)
-    for heading in ["attnlab test writeup", "What was run", "Provenance", "Data sources", "Training wall times",
+    for heading in ["attnlab test writeup", "What was run", "Provenance", "Data sources", "Wall times",
                     "Problem 1: RNNs versus transformers", "(a) Two steps", "(b) Three steps", "(c) T steps",
                     "(d) The first input", "(e) Cost of a forward pass", "(f) Very long sequences",
                     "Problem 2: Implementing a transformer", "Module checks",
@@ -311,24 +313,11 @@ def test_numbers_from_the_results_appear(built):
     theory = _load(R["theory"]["rnn_vs_attention"])
     for m in theory["scaling"]["methods"].values():
         assert_in(f"{m['label']} {fx(m['slope_flops'])} {fx(m['slope_seconds'])}", text)
-    c = theory["contribution"]
-    off = []
-    for r, norms in c["norms"].items():
-        word = "shrinks" if norms[-1] < norms[0] else "grows" if norms[-1] > norms[0] else "stays"
-        assert_in(f"{word} from {sig(norms[0])} at T = {c['lens'][0]} to {sig(norms[-1])} at T = {c['lens'][-1]}", text)
-        rate = math.exp((math.log(norms[-1]) - math.log(norms[0])) / (c["lens"][-1] - c["lens"][0]))
-        assert_in(f"about {fx(rate, 4)} per step", text)
-        off.append(abs(rate - float(r)) > 0.05 * float(r))
-    # the closing sentence follows the numbers
-    assert (squash("within 5% of ρ in every case") in text) == (not any(off))
+    _check_contribution_text(theory["contribution"], text)
 
     ev = _load(R["vit"]["main"]["eval"])
     assert_in(f"Test accuracy: {pct(ev['test_accuracy'])}", text)
-    hs = _load(R["vit"]["main"]["heatmap_stats"])["summary"]
-    assert_in(f"on average {pct(hs['mean_center_mass'])} of its attention", text)
-    assert_in(f"against {pct(hs['uniform_center_mass'])} for uniform", text)
-    # the sentence picks the side the numbers are on
-    assert (squash("concentrates on the middle") in text) == (hs["mean_center_mass"] > 1.05 * hs["uniform_center_mass"])
+    _check_heatmap_text(_load(R["vit"]["main"]["heatmap_stats"]), text)
     assert_in("3 of the 4 images are classified correctly", text)
 
     gen = _load(R["gpt"]["main"]["generation"])
@@ -359,6 +348,120 @@ def test_numbers_from_the_results_appear(built):
     # appendix: the configuration itself
     assert_in("contribution_lens", text)
     assert_in("bench_tokens: 64", text)
+
+
+def _lean_words(q: float, place: str) -> str:
+    """The writeup's wording for a share q times its uniform baseline (thresholds 1.25, 1.05, 0.95, 0.8)."""
+    if q >= 1.25:
+        return f"clearly more on the {place} than chance"
+    if q >= 1.05:
+        return f"a slight lean towards the {place}"
+    if q > 0.95:
+        return f"no preference for the {place}"
+    if q > 0.8:
+        return f"a slight lean away from the {place}"
+    return f"clearly less on the {place} than chance"
+
+
+def _check_heatmap_text(stats: dict, text: str) -> None:
+    """P3(d): shares against their uniform baselines, entropy against its maximum, rollout, per image."""
+    hs = stats["summary"]
+    cm, ucm = hs["mean_center_mass"], hs["uniform_center_mass"]
+    assert_in(f"on average {pct(cm)} of it falls on the centre against {pct(ucm)} under uniform attention "
+              f"({fx(cm / ucm)} times the uniform share: {_lean_words(cm / ucm, 'centre')})", text)
+    if "mean_border_mass" in hs:
+        bm, ubm = hs["mean_border_mass"], hs["uniform_border_mass"]
+        assert_in(f"{pct(bm)} on the border against {pct(ubm)} ({fx(bm / ubm)} times the uniform share: "
+                  f"{_lean_words(bm / ubm, 'border')})", text)
+    hr = hs["mean_entropy"] / hs["max_entropy"]
+    words = "close to uniform" if hr >= 0.95 else "moderately peaked" if hr >= 0.8 else "clearly peaked on a few patches"
+    assert_in(f"{pct(hr)} of the maximum {fx(hs['max_entropy'])} (uniform): the maps are {words}", text)
+    assert (squash("any preference for the centre is weak") in text) == (hr >= 0.95 and cm / ucm < 1.25)
+    assert (squash("where CIFAR-10 objects usually are") in text) == (cm / ucm >= 1.25 and hr < 0.95)
+    if "rollout_mean_center_mass" in hs:
+        rc, ruc = hs["rollout_mean_center_mass"], hs["rollout_uniform_center_mass"]
+        assert_in(f"Rollout: {pct(rc)} on the centre against {pct(ruc)} ({fx(rc / ruc)} times the uniform share: "
+                  f"{_lean_words(rc / ruc, 'centre')})", text)
+    for i in stats["images"]:
+        assert_in(f"{i['index']} {i['true']}", text)
+        assert_in(f"{pct(i['center_mass'])} {pct(i['border_mass'])} {pct(i['entropy'] / hs['max_entropy'])}", text)
+    by_ent = sorted(stats["images"], key=lambda i: i["entropy"])
+    peak, flat = by_ent[0], by_ent[-1]
+
+    def who(i):
+        return f"image {i['index']} ({i['true']}" + (f", predicted {i['pred']})" if i["pred"] != i["true"] else ")")
+
+    assert_in(f"The most concentrated map is that of {who(peak)}: entropy {pct(peak['entropy'] / hs['max_entropy'])} "
+              f"of the maximum, {pct(peak['center_mass'])} on the centre", text)
+    assert_in(f"The flattest is that of {who(flat)}: {pct(flat['entropy'] / hs['max_entropy'])} of the maximum", text)
+
+
+def _check_contribution_text(c: dict, text: str) -> None:
+    """P1(d): the hidden-state law per rho, the fitted y rates, and the wording their deviation from rho calls for."""
+    lens = c["lens"]
+    for r, h in c["h_norms"].items():
+        a, b = h[0], h[-1]
+        if abs(b / a - 1) < 1e-6:
+            assert_in(f"for ρ = {r} it stays at {sig(a)} for every T", text)
+        else:
+            word = "shrinks" if b < a else "grows"
+            assert_in(f"for ρ = {r} it {word} from {sig(a)} at T = {lens[0]} to {sig(b)} at T = {lens[-1]}", text)
+    for r, rate in c["fitted_rate"].items():
+        assert_in(f"ρ = {r}: {fx(rate, 4)}", text)
+    worst = max(abs(rate - float(r)) / float(r) for r, rate in c["fitted_rate"].items())
+    assert_in(f"The largest relative deviation from ρ is {pct(worst, 2)}", text)
+    assert (squash("the measured rate is ρ, as the analysis predicts") in text) == (worst <= 0.005)
+    assert (squash("more than 5% off ρ") in text) == (worst > 0.05)
+    q = [y / h for r in c["norms"] for y, h in zip(c["norms"][r], c["h_norms"][r])]
+    assert_in(f"ranges from {sig(min(q))} to {sig(max(q))}", text)
+    assert squash("per step)") not in text  # the old endpoint wording ("about 0.9996 per step") is gone
+
+
+def test_heatmap_wording_follows_the_shares(built, tmp_path):
+    """Near-uniform maps with a small centre lean read as weak; peaked central maps as central; rollout and
+    border baselines, colour scale and per-image readings appear when the stats carry them."""
+    _, inputs, pdf = built
+    stats = _load(inputs["results"]["vit"]["main"]["heatmap_stats"])
+    assert stats["summary"]["mean_center_mass"] / stats["summary"]["uniform_center_mass"] >= 1.25
+    _check_heatmap_text(stats, pdf_text(pdf))
+
+    def flat(d):
+        # the issue's run: 1.19x the uniform centre share, entropy 97.8% of the maximum, rollout 24.9% vs 25%
+        s = d["summary"]
+        s.update(mean_center_mass=0.25 * 1.19, mean_entropy=0.978 * s["max_entropy"],
+                 mean_border_mass=0.4, uniform_border_mass=28 / 64,
+                 rollout_mean_center_mass=0.249, rollout_uniform_center_mass=0.25, rollout_mean_border_mass=0.44,
+                 rollout_uniform_border_mass=28 / 64, rollout_mean_entropy=0.99 * s["max_entropy"],
+                 rollout_max_entropy=s["max_entropy"], grid=[8, 8], colour_scale=[0.0, 0.05],
+                 rollout_colour_scale=[0.0, 0.03])
+        for i in d["images"]:
+            i.update(entropy=0.99 * s["max_entropy"], center_mass=0.26, border_mass=0.43, rollout_center_mass=0.249)
+
+    text = rebuild(built, tmp_path, {"vit/main/heatmap_stats.json": flat})
+    stats = _load(tmp_path / "results/vit/main/heatmap_stats.json")
+    _check_heatmap_text(stats, text)
+    assert_in("1.19 times the uniform share: a slight lean towards the centre", text)
+    assert_in("any preference for the centre is weak", text)
+    assert_in("Rollout: 24.9% on the centre against 25.0% (1.00 times the uniform share: no preference", text)
+    assert_in("One colour scale serves all 4 maps, from 0.0% to 5.0% of the attention on one patch", text)
+    assert_in("the uniform share 1/64 = 1.56%", text)
+    assert_in("rollout centre share", text)
+    assert_in("0 of the 4 maps lean clearly on the centre and 4 are near-uniform", text)
+    assert squash("where CIFAR-10 objects usually are") not in text
+
+
+def test_contribution_wording_follows_the_rates(built, tmp_path):
+    """The numbers the other way: rates far from rho get the 'more than 5% off' sentence, none of 'as predicted'."""
+    def skew(d):
+        c = d["contribution"]
+        c["fitted_rate"] = {r: float(r) * 1.08 for r in c["fitted_rate"]}
+        c["h_norms"]["1.0"] = [1.5] * len(c["lens"])  # level: "stays"
+
+    text = rebuild(built, tmp_path, {"theory/rnn_vs_attention.json": skew})
+    c = _load(tmp_path / "results/theory/rnn_vs_attention.json")["contribution"]
+    _check_contribution_text(c, text)
+    assert_in("for ρ = 1.0 it stays at 1.50 for every T", text)
+    assert_in("more than 5% off ρ", text)
 
 
 def test_same_results_give_same_bytes_anywhere(built, tmp_path):
@@ -395,7 +498,7 @@ def test_missing_result_names_file_and_rule(built, tmp_path):
     ("vit/main/heatmap_stats.json", "{\"images\": [", "vit_heatmaps", "is malformed"),
     ("gpt/small/eval.json", json.dumps({"val_loss": 1.0}), "evaluate_gpt", "val_bits_per_char"),
     ("gpt/main/metrics.csv", "epoch,train_loss\n1,2.0\n", "train_gpt", "lacks column"),
-    ("theory/scaling.png", "not a png", "rnn_vs_attention", "not a PNG"),
+    ("theory/scaling.svg", "not a picture", "rnn_vs_attention", "not an SVG"),
 ])
 def test_malformed_result_names_file_and_rule(built, tmp_path, rel, content, rule, why):
     root, inputs, _ = built
@@ -418,6 +521,7 @@ def test_non_finite_norms_still_compile(built, tmp_path):
     path = copy / "theory/rnn_vs_attention.json"
     data = _load(path)
     data["contribution"]["norms"]["1.1"][-1] = float("inf")
+    data["contribution"]["fitted_rate"]["1.1"] = None  # as the stage writes it: no rate through an overflow
     path.write_text(json.dumps(data))  # json.dumps writes Infinity
     assert "Infinity" in path.read_text()
     build_report(inputs2, tmp_path / "w.pdf")
@@ -492,3 +596,430 @@ def test_tiny_pipeline_writeup_cites_its_results(tiny_run):
             s = benchmark_seconds(tiny_run.workdir / path)
             assert s is not None, f"{path} missing after a full run"
             assert_in(f"{rule} {run} {fx(s, 1)}", text)
+
+
+def _printed(line: str, text: str) -> bool:
+    """``line`` is in ``text``, possibly wrapped across a page break (which inserts the page number)."""
+    if line in text:
+        return True
+    return any(re.search(re.escape(line[:k]) + r"\d{1,3}" + re.escape(line[k:]), text) for k in range(1, len(line)))
+
+
+def test_code_appendix_prints_the_seed_classes_as_they_are(built):
+    """The appendix holds the source of every seed class, as inspect reads it from the imported modules."""
+    import inspect
+
+    from attnlab.data.dialogues import DialogueDataset
+    from attnlab.data.tokenizer import MyTokenizer
+    from attnlab.gpt.model import DialogueGPT, DialogueLoss
+    from attnlab.transformer import FFN, AttentionHead, AttentionResidual, MultiHeadedAttention, Transformer
+    from attnlab.vit.model import PatchEmbed, VisionTransformer
+
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert_in("Appendix: code", text)
+    appendix = text[text.index(squash("Appendix: code")):]
+    for cls in (AttentionHead, MultiHeadedAttention, FFN, AttentionResidual, Transformer, PatchEmbed,
+                VisionTransformer, MyTokenizer, DialogueDataset, DialogueGPT, DialogueLoss):
+        src = inspect.getsource(cls)
+        first = src.splitlines()[0]
+        lines, start = inspect.getsourcelines(cls)
+        # the header line, the file:lines reference, and every line of the body (page breaks may split it)
+        assert_in(first, appendix)
+        assert_in(f"lines {start}–{start + len(lines) - 1}", appendix)
+        # line by line: a page break (and its page number) may fall between any two lines
+        lost = [line for line in src.splitlines() if not _printed(squash(line), appendix)]
+        assert not lost, f"{cls.__name__}: lines missing from the appendix: {lost[:3]}"
+    assert_in("def generate(", appendix)  # the seed's generation, a method of DialogueGPT
+
+
+def test_code_appendix_follows_the_source(tmp_path):
+    """A changed source file changes the listing: it is read at build time, not copied."""
+    from attnlab.report import code
+
+    src = tmp_path / "src"
+    (src / "attnlab").mkdir(parents=True)
+    f = src / "attnlab" / "mod.py"
+    f.write_text("import os\n\n\n@staticmethod\ndef helper(x):\n    return x + 1\n\n\nclass A:\n    pass\n")
+    assert code.definition_source(f, "helper") == ("@staticmethod\ndef helper(x):\n    return x + 1\n", 4, 6)
+    f.write_text("class A:\n    y = 2\n")
+    assert code.definition_source(f, "A") == ("class A:\n    y = 2\n", 1, 2)
+    with pytest.raises(code.CodeListingError, match="helper"):
+        code.definition_source(f, "helper")
+    assert code.module_file("attnlab.mod", src) == f
+
+    # the report rule's param: a copy of the real listed files elsewhere digests the same, a comment edit does not
+    real = code.source_digest()
+    moved = tmp_path / "moved"
+    for path in code.source_files():
+        rel = Path(path).relative_to(code.SRC)
+        (moved / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, moved / rel)
+    assert code.source_digest(moved) == real
+    listed = moved / "attnlab" / "transformer.py"
+    listed.write_text(listed.read_text() + "# a comment the appendix would print\n")
+    assert code.source_digest(moved) != real
+
+
+# ---------------------------------------- the text follows the numbers (issue 16) ---
+def rebuild(built, tmp_path, edits: dict | None = None, config=None) -> str:
+    """The PDF text for a copy of the results with ``edits`` ({relative JSON path: fn(data) -> None}) applied.
+
+    ``config(cfg)`` may change the config handed to the report (the run settings the writeup quotes).
+    """
+    root, inputs, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    for rel, fn in (edits or {}).items():
+        data = _load(copy / rel)
+        fn(data)
+        (copy / rel).write_text(json.dumps(data))
+    if config is not None:
+        config(inputs2["config"])
+    build_report(inputs2, tmp_path / "w.pdf")
+    return pdf_text(tmp_path / "w.pdf")
+
+
+def _set(**kv):
+    return lambda d: d.update(kv)
+
+
+def test_vit_accuracy_wording_interval_and_validation_set(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    ev = _load(inputs["results"]["vit"]["main"]["eval"])
+    p, n = ev["test_accuracy"], ev["n_test"]
+    half = 1.96 * math.sqrt(p * (1 - p) / n)  # the normal-approximation binomial interval, by hand
+    assert_in(f"binomial 95% interval of ±{fx(100 * half, 1)} points ({pct(p - half)} to {pct(p + half)})", text)
+    assert p < 0.8 and squash("below the high 80s") in text and squash("in the high 80s the homework") not in text
+    # no n_val in this summary: nothing is claimed about the validation set being the test set
+    assert squash("same") + str(n) + squash("test images") not in text
+
+    def wording(acc):
+        def edit(d):
+            d["test_accuracy"] = acc
+        return edit
+
+    hi = rebuild(built, tmp_path / "hi", {"vit/main/eval.json": wording(0.871)})
+    assert_in("Test accuracy: 87.1%", hi)
+    assert_in("That is in the high 80s the homework expects", hi)
+    mid = rebuild(built, tmp_path / "mid", {"vit/main/eval.json": wording(0.855)})
+    assert_in("That is in the 80s, but short of the high 80s (87% or more)", mid)
+    assert squash("in the high 80s the homework expects") not in mid
+    # the trainer records n_val: equal to n_test means validation is the test set
+    assert squash("The evaluated weights") not in text  # the synthetic eval.json records no epoch
+    same = rebuild(built, tmp_path / "same", {"vit/main/train_summary.json": _set(n_val=n),
+                                              "vit/main/eval.json": _set(epoch=3)})
+    assert_in("The evaluated weights are the last epoch's, not picked for their accuracy".replace("'", "’"), same)
+    picked = rebuild(built, tmp_path / "picked", {"vit/main/train_summary.json": _set(n_val=n),
+                                                  "vit/main/eval.json": _set(epoch=2)})
+    assert_in("The evaluated weights are from epoch 2 of 3, picked on the same images the test accuracy is "
+              "measured on, so that accuracy is biased upwards", picked)
+    assert_in(f"The per-epoch \"validation\" set is the same {n} test images", same.replace("“", '"').replace("”", '"'))
+
+
+def test_vit_epochs_against_plan_and_budget(built, tmp_path):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert squash("of its time budget") not in text  # the synthetic summary has no plan nor budget
+    budget = rebuild(built, tmp_path / "b", {"vit/main/train_summary.json": _set(
+        epochs=204, planned_epochs=300, time_budget_s=280, stopped_by_budget=True)})
+    assert_in("trained for 204 epochs of 300 planned", budget)
+    assert_in("It stopped there because of its time budget of 0:04:40", budget)
+    full = rebuild(built, tmp_path / "f", {"vit/main/train_summary.json": _set(
+        epochs=300, planned_epochs=300, time_budget_s=280, stopped_by_budget=False)})
+    assert_in("trained for 300 epochs of 300 planned", full)
+    assert_in("It ran all planned epochs", full)
+    assert squash("because of its time budget") not in full
+    # an older summary without stopped_by_budget: inferred from epochs < planned with a budget set
+    old = rebuild(built, tmp_path / "o", {"vit/main/train_summary.json": _set(
+        epochs=7, planned_epochs=300, time_budget_s=60)})
+    assert_in("It stopped there because of its time budget of 0:01:00", old)
+
+
+def test_vit_train_below_validation_is_explained_only_when_true(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    rows = list(csv.DictReader(open(inputs["results"]["vit"]["main"]["metrics"])))
+    assert float(rows[-1]["train_acc"]) > float(rows[-1]["val_acc"])  # as written: no explanation due
+    assert squash("is below the validation accuracy") not in text
+
+    def aug(cfg):
+        cfg["vit"]["train"].update(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)
+
+    copy_rows = [dict(r) for r in rows]
+    copy_rows[-1]["train_acc"] = "0.3"  # the numbers the other way: training below validation
+    for tmp, cfg, expect in ((tmp_path / "mix", aug, "mixup and cutmix blend"),
+                             (tmp_path / "plain", None, "without mixup")):
+        text2 = _rebuild_with_metrics(built, tmp, copy_rows, cfg)
+        assert_in(f"the training accuracy, {pct(0.3)}, is below the validation accuracy, "
+                  f"{pct(float(rows[-1]['val_acc']))}", text2)
+        assert_in(expect, text2)
+        assert (squash("label smoothing (0.1)") in text2) == (cfg is not None)
+
+
+def _rebuild_with_metrics(built, tmp, rows, config):
+    root, inputs, _ = built
+    copy = tmp / "results"
+    shutil.copytree(root / "results", copy)
+    _write_csv(copy / "vit/main/metrics.csv", rows)
+    inputs2 = json.loads(json.dumps(inputs).replace(str(root / "results"), str(copy)))
+    if config is not None:
+        config(inputs2["config"])
+    build_report(inputs2, tmp / "w.pdf")
+    return pdf_text(tmp / "w.pdf")
+
+
+def test_pos_embed_of_the_actual_run(built, tmp_path):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    # CONFIG's vit model: learned, 32x32 images, patch 4 -> 64 patches + class token
+    assert_in("Run main used pos_embed: learned: a table of 65 rows", text)
+    assert squash("the table is the limit") in text and squash("longest sequence seen in training") not in text
+
+    def sincos(cfg):
+        cfg["vit"]["model"]["pos_embed"] = "sincos"
+
+    other = rebuild(built, tmp_path, config=sincos)
+    assert_in("Run main used pos_embed: sincos, the length-free code above", other)
+    assert squash("a table of 65 rows") not in other
+
+
+def _timings(rnn, std, naive=None, rearr=None, outliers=(), gpu=False):
+    """An edit of rnn_vs_attention.json: these median seconds (T = 16, 32, 64), outliers flagged on the RNN."""
+    def edit(d):
+        sc = d["scaling"]
+        M = sc["methods"]
+        M["rnn_loop"]["seconds"] = rnn
+        M["attention_standard"]["seconds"] = std
+        M["attention_naive"]["seconds"] = naive or std
+        M["attention_rearranged"]["seconds"] = rearr or [x / 10 for x in rnn]
+        M["rnn_loop"]["outliers"] = list(outliers)
+        M["rnn_loop"]["slope_seconds_clean"] = 0.97
+        if gpu:
+            d["scaling_gpu"] = json.loads(json.dumps({**sc, "device": "cuda", "hardware": "Test GPU 80GB",
+                                                      "torch_threads": None}))
+    return edit
+
+
+def test_scaling_text_says_where_and_how_it_was_measured(built):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    th = _load(inputs["results"]["theory"]["rnn_vs_attention"])
+    S = th["scaling"]
+    assert S["torch_threads"] == 1 and S["device"] == "cpu"  # make_results runs the stage on one thread
+    assert_in(f"on the CPU of the pipeline's machine, {S['hardware']}, with 1 torch thread".replace("'", "’"), text)
+    assert_in(f"Forward time is the median of {S['repeats']} timed runs", text)
+    assert_in("The run had no GPU, so none of these numbers measures parallel hardware", text)
+    assert squash("on the machine in the title page") not in text
+    for old in ("flops say", "GFLOP/s there"):
+        assert squash(old) not in text
+    # the table's columns say what they hold
+    assert_in("time slope (CPU)", text)
+    assert_in(f"median s at T = {S['seq_lens'][-1]}", text)
+
+
+def test_full_comparison_with_softmax_attention_follows_the_times(built, tmp_path):
+    # full softmax attention overtakes the RNN from T = 32, and the RNN point at 64 is flagged
+    text = rebuild(built, tmp_path / "a", {"theory/rnn_vs_attention.json": _timings(
+        rnn=[1e-3, 2e-3, 4e-3], std=[0.5e-3, 2.5e-3, 10e-3], outliers=[64])})
+    assert_in("On the CPU at T = 64, the step-by-step RNN took 10.0 times as long as the rearranged attention", text)
+    assert_in("With one thread this is not parallel hardware at work", text)
+    assert_in("The comparison with full softmax attention, which is O(T2), goes the other way at length: at T = 64 "
+              f"it took {sig(10e-3)} s, {sig(10e-3 / 4e-3)} times the RNN's time, and it is slower than the RNN "
+              "from T = 32 on".replace("'", "’"), text)
+    assert_in("Flagged points (median time more than 1.5× off the method's robust line): "
+              "RNN, step by step (eq. 1-2) at T = 64".replace("'", "’"), text)
+    assert_in("0.97 (RNN, step by step (eq. 1-2))", text)
+    # the other way: softmax attention faster than the RNN everywhere, no outlier
+    text = rebuild(built, tmp_path / "b", {"theory/rnn_vs_attention.json": _timings(
+        rnn=[10e-3, 20e-3, 40e-3], std=[1e-3, 2e-3, 8e-3])})
+    assert_in(f"At T = 64 full softmax attention, which is O(T2), took {sig(8e-3)} s, {sig(40e-3 / 8e-3)} times "
+              "less than the RNN: over the lengths measured its quadratic work never cost more", text)
+    assert squash("goes the other way") not in text
+    assert_in("No median time is more than 1.5× off its method's robust line".replace("'", "’"), text)
+    assert squash("Flagged points") not in text
+    # slower at every length
+    text = rebuild(built, tmp_path / "c", {"theory/rnn_vs_attention.json": _timings(
+        rnn=[1e-3, 2e-3, 4e-3], std=[2e-3, 3e-3, 9e-3])})
+    assert_in("and it is slower than the RNN at every length measured", text)
+
+
+def test_gpu_timings_make_the_parallelism_point(built, tmp_path):
+    text = rebuild(built, tmp_path, {"theory/rnn_vs_attention.json": _timings(
+        rnn=[1e-3, 2e-3, 4e-3], std=[0.5e-3, 2.5e-3, 10e-3], gpu=True)})
+    assert_in("The same methods were timed on the run's GPU, Test GPU 80GB".replace("'", "’"), text)
+    assert_in("On the GPU at T = 64, the step-by-step RNN took 10.0 times as long", text)
+    assert_in("Here the parallelism argument is measured", text)
+    assert squash("The run had no GPU") not in text
+    failed = rebuild(built, tmp_path / "f", {"theory/rnn_vs_attention.json": _set(
+        scaling_gpu=None, scaling_gpu_error="CUDA out of memory")})
+    assert_in("The run had a GPU, but timing on it failed (CUDA out of memory)", failed)
+    assert squash("Here the parallelism argument is measured") not in failed
+
+
+def test_heatmap_figure_uses_one_colour_scale(tmp_path):
+    """heatmaps.py draws every map on one scale, 0 to the largest patch share in the figure (by hand here)."""
+    import torch
+
+    from attnlab.vit.heatmaps import plot_overlays
+
+    imgs = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    heat = torch.full((3, 2, 2), 0.25)
+    heat[1] = torch.tensor([[0.7, 0.1], [0.1, 0.1]])  # the peak of the whole figure
+    heat[2] = torch.tensor([[0.4, 0.2], [0.2, 0.2]])
+    scale = plot_overlays(imgs, heat, ["a", "b", "c"], "t", tmp_path / "h.png")
+    assert scale == (0.0, pytest.approx(0.7))
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the other way: a flatter figure gets a lower top, so colours are comparable within a figure only
+    assert plot_overlays(imgs[:2], heat[[0, 2]], ["a", "c"], "t", tmp_path / "h2.png") == (0.0, pytest.approx(0.4))
+
+
+def test_generation_speed_is_called_latency_bound_only_when_it_is(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    R = inputs["results"]["gpt"]["main"]
+    sp = _load(R["generation"])["speed"]
+    n = _load(R["train_summary"])["n_params"]
+    step = 1 / sp["cached_tokens_per_s"]
+    bw = 4 * n / step  # bytes of float32 weights read once per step, by hand
+    assert_in(f"a cached step took {sig(step * 1000)} ms. Reading all {n // 1000} {n % 1000:03d} weights once "
+              f"({sig(4 * n / 1e6)} MB in float32) in that time is an effective {sig(bw / 1e9)} GB/s", text)
+    assert bw < 5e9 and squash("well below a CPU's memory bandwidth".replace("'", "’")) in text
+    assert squash("memory-bound") not in text.replace(squash("not memory-bound"), "")
+    assert_in("training runs batches of 16 sequences with the backward pass", text)
+    assert_in("That is not like for like", text)
+    # on a GPU: slow steps are launch-bound; a (hypothetical) huge model read at 400 GB/s would be memory-bound
+    gpu = rebuild(built, tmp_path / "g", {"gpt/main/train_summary.json": _set(device="cuda")})
+    assert_in("far below a GPU's memory bandwidth (hundreds to thousands of GB/s): at batch 1 this model is "
+              "latency- or launch-bound, not memory-bound".replace("'", "’"), gpu)
+    big = rebuild(built, tmp_path / "m", {"gpt/main/train_summary.json": _set(device="cuda", n_params=int(1e11 / 4 * step * 4))})
+    assert_in("reading the weights may be what bounds each step (memory-bound)", big)
+
+
+def test_validation_minimum_kept_epoch_and_distinct_words(built, tmp_path):
+    _, inputs, pdf = built
+    text = pdf_text(pdf)
+    rows = list(csv.DictReader(open(inputs["results"]["gpt"]["main"]["metrics"])))
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    assert best is rows[-1]
+    assert_in(f"its minimum was {fx(float(best['val_loss']), 3)} at epoch {best['epoch']}, the last epoch", text)
+    assert_in("The checkpoint evaluated below holds the last epoch's weights".replace("'", "’"), text)
+    assert_in("distinct space-separated tokens, punctuation included, divided by all tokens of a sample", text)
+    # the numbers the other way: the minimum in the middle, the best epoch kept
+    rows2 = [dict(r) for r in rows]
+    rows2[1]["val_loss"] = "3.5"
+    root, inputs0, _ = built
+    copy = tmp_path / "results"
+    shutil.copytree(root / "results", copy)
+    _write_csv(copy / "gpt/main/metrics.csv", rows2)
+    s = _load(copy / "gpt/main/train_summary.json")
+    s.update(kept_epoch=2, best_epoch=2, best_val_loss=3.5, selection="best_val_loss")
+    (copy / "gpt/main/train_summary.json").write_text(json.dumps(s))
+    inputs2 = json.loads(json.dumps(inputs0).replace(str(root / "results"), str(copy)))
+    build_report(inputs2, tmp_path / "w.pdf")
+    text2 = pdf_text(tmp_path / "w.pdf")
+    last = float(rows2[-1]["val_loss"])
+    assert_in(f"its minimum was 3.500 at epoch 2, after which it rose again by {fx(last - 3.5, 3)} (over-fitting)",
+              text2)
+    assert_in("holds the weights of epoch 2 (the epoch of lowest validation loss)", text2)
+    # one epoch only: no minimum to speak of
+    _write_csv(copy / "gpt/main/metrics.csv", rows[:1])
+    build_report(inputs2, tmp_path / "w1.pdf")
+    text1 = pdf_text(tmp_path / "w1.pdf")
+    assert_in(f"Validation loss after the only epoch: {fx(float(rows[0]['val_loss']), 3)}", text1)
+    assert squash("its minimum was") not in text1
+
+
+def test_long_dialogues_are_explained_against_max_len(built, tmp_path):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert_in("The model has learned positions for 128 tokens only", text)  # CONFIG gpt.model.max_len
+    assert_in("cut into max_len-token pieces that overlap by one token", text)
+    lt = {"mean": 30.0, "median": 24.0, "p95": 90, "p99": 120, "max": 300}
+    long = rebuild(built, tmp_path / "l", {"data/shakespeare/vocab_report.json": _set(length_tokens=lt)})
+    assert_in("The longest dialogue has 300 tokens (99% have at most 120, the median 24), so some exceed max_len", long)
+    short = rebuild(built, tmp_path / "s", {"data/shakespeare/vocab_report.json": _set(length_tokens={**lt, "max": 128})})
+    assert_in("so in run main every dialogue fits and nothing is cut", short)
+
+
+def test_checksum_lines_say_what_was_checked(built, tmp_path):
+    root, inputs, pdf = built
+    page1 = pdf_text(pdf, 0)
+    man = _load(inputs["results"]["data"]["cifar10_manifest"])
+    assert_in(f"md5 {man['checksum']['value']} verified: yes (matches the expected value)", page1)
+    sha = _load(inputs["results"]["data"]["vocab_report"])["source"]["sha256"]
+    assert_in(f"sha256 {sha} not checked: no expected checksum applies to this source", page1)
+    assert squash("official tarball's".replace("'", "’")) not in page1  # CONFIG downloads: no path
+
+    # a local path with no expected checksum: the configured md5 is named as the tarball's, not this file's
+    def local(cfg):
+        cfg["data"]["cifar10"].update(path="/data/cifar-10-python.tar.gz", sha256=None)
+
+    def unchecked(d):
+        d["checksum"].update(expected=None, verified=False)
+
+    text = rebuild(built, tmp_path / "p", {"data/cifar10/manifest.json": unchecked}, config=local)
+    assert_in(f"md5 {man['checksum']['value']} not checked: no expected checksum applies to this source", text)
+    assert_in("The data.cifar10.md5 in the configuration (appendix) is the official tarball's checksum; it is not "
+              "applied to the local path this run read, and no data.cifar10.sha256 was set for it".replace("'", "’"),
+              text)
+    assert_in("Its data.cifar10.md5 belongs to the official tarball, not to the local file this run read", text)
+
+    # data.cifar10.sha256 set (issue 11): the manifest checks sha256; a match and a mismatch read differently
+    digest = hashlib.sha256(b"x").hexdigest()
+
+    def with_sha(cfg):
+        cfg["data"]["cifar10"].update(path="/data/cifar-10-python.tar.gz", sha256=digest)
+
+    def sha_ok(d):
+        d["checksum"] = {"algorithm": "sha256", "value": digest, "expected": digest, "verified": True}
+
+    ok = rebuild(built, tmp_path / "s", {"data/cifar10/manifest.json": sha_ok}, config=with_sha)
+    assert_in(f"sha256 {digest} verified: yes (matches the expected value)", ok)
+    assert squash("official tarball's".replace("'", "’")) not in ok
+
+    def sha_bad(d):
+        d["checksum"] = {"algorithm": "sha256", "value": "0" * 64, "expected": digest, "verified": False}
+
+    bad = rebuild(built, tmp_path / "b", {"data/cifar10/manifest.json": sha_bad}, config=with_sha)
+    assert_in(f"sha256 {'0' * 64} verified: no (expected {digest})", bad)
+
+
+def test_two_times_per_run_are_explained(built):
+    _, inputs, pdf = built
+    page1 = pdf_text(pdf, 0)
+    s = _load(inputs["results"]["vit"]["main"]["train_summary"])
+    assert_in(f"train_vit main {fx(61.27, 1)} 0:01:01 {fx(s['train_seconds'], 1)}", page1)
+    g = _load(inputs["results"]["gpt"]["main"]["train_summary"])
+    assert_in(f"train_gpt main {fx(3725.5, 1)} 1:02:06 {fx(g['train_seconds'], 1)}", page1)
+    assert_in("Each training run has two times. Job seconds is Snakemake's benchmark: record".replace("'", "’"), page1)
+    assert_in("Training-loop seconds is what the trainer itself counts in train_summary.json", page1)
+
+
+def test_run_boilerplate_reads_naturally_with_one_run_each(built, tmp_path):
+    _, _, pdf = built
+    assert_in("The first run of each kind (main, main) is discussed in detail; all 4 runs appear", pdf_text(pdf))
+    root, inputs, _ = built
+
+    def one(cfg):
+        cfg["vit"]["runs"] = {"main": {}}
+        cfg["gpt"]["runs"] = {"main": {}}
+
+    inputs2 = json.loads(json.dumps(inputs))
+    one(inputs2["config"])
+    del inputs2["results"]["vit"]["wide"], inputs2["results"]["gpt"]["small"]
+    del inputs2["results"]["benchmarks"]["train_vit"]["wide"], inputs2["results"]["benchmarks"]["train_gpt"]["small"]
+    build_report(inputs2, tmp_path / "w.pdf")
+    text = pdf_text(tmp_path / "w.pdf")
+    assert_in("Both runs are discussed in detail below, and their numbers are collected in the comparison tables", text)
+    assert squash("The first run of each kind") not in text
+
+
+def test_figure_captions_define_what_is_drawn(built):
+    _, _, pdf = built
+    text = pdf_text(pdf)
+    assert_in("Right: validation bits per character; the dashed grey line at 2.12 bits/char is the target", text)
+    assert_in("Dashed, same colour: to the hidden state", text)
+    assert_in("each row normalised to the share of that true class", text)

@@ -110,6 +110,57 @@ def test_matmul_flops_match_torch_flop_counter(monkeypatch, T):
         assert counter.get_total_flops() == models.flops(method, T, d, dh)["matmul"], method
 
 
+def test_repeated_median_slope_ignores_one_stray_point():
+    from attnlab.theory.rnn_vs_attention import flag_outliers, repeated_median_slope
+
+    # the issue's RNN shape: linear up to 4096, then a point barely above the one before it
+    T = [1024, 2048, 4096, 8192]
+    secs = [0.0156, 0.0312, 0.0624, 0.0679]
+    assert fit_slope(T, secs) < 0.85  # least squares is pulled down by the last point
+    slope, icpt = repeated_median_slope(T, secs)
+    assert slope == pytest.approx(1.0, abs=1e-9)  # pairwise slopes among the first three are all exactly 1
+    assert icpt == pytest.approx(math.log(0.0156 / 1024))
+    assert flag_outliers(T, secs, slope, icpt) == [8192]  # 0.0679 against 0.1248 on the line: 1.84x off
+    # the numbers the other way: a clean quadratic has no outlier and slope 2
+    sq = [1e-9 * t**2 for t in T]
+    slope, icpt = repeated_median_slope(T, sq)
+    assert slope == pytest.approx(2.0) and flag_outliers(T, sq, slope, icpt) == []
+    with pytest.raises(ValueError):
+        repeated_median_slope([4], [1.0])
+
+
+def test_cuda_is_timed_when_asked_and_present(tmp_path, monkeypatch):
+    """gpu: off never touches CUDA; gpu: auto times it only where torch sees one."""
+    seen = []
+    from attnlab.theory import rnn_vs_attention as rva
+
+    real = rva.measure_scaling
+    monkeypatch.setattr(rva, "measure_scaling", lambda cfg, device="cpu": seen.append(str(device)) or real(cfg, "cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    run({**TINY, "gpu": "off"}, tmp_path / "off")
+    assert seen == ["cpu"]
+    seen.clear()
+    record = run({**TINY, "gpu": "auto"}, tmp_path / "auto")
+    assert seen == ["cpu", "cuda"] and record["scaling_gpu"] is not None
+    seen.clear()
+    run({**TINY, "gpu": False}, tmp_path / "yaml-off")  # `gpu: off` as YAML reads it
+    assert seen == ["cpu"]
+    with pytest.raises(ConfigError, match="theory.gpu"):
+        run({**TINY, "gpu": "yes"}, tmp_path / "bad")
+    # a failing GPU measurement is recorded; the CPU results stand
+
+    def gpu_fails(cfg, device="cpu"):
+        if str(device) == "cuda":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore detail")
+        return real(cfg, "cpu")
+
+    monkeypatch.setattr(rva, "measure_scaling", gpu_fails)
+    record = run({**TINY, "gpu": "auto"}, tmp_path / "fails")
+    assert record["scaling_gpu"] is None
+    assert record["scaling_gpu_error"] == "CUDA out of memory. Tried to allocate 2 GiB"
+    assert json.loads((tmp_path / "fails" / "rnn_vs_attention.json").read_text())["scaling"]["device"] == "cpu"
+
+
 def test_fitted_flop_slopes():
     lens = DEFAULT_CONFIG["seq_lens"][4:]  # the half the stage fits on
     d, dh = DEFAULT_CONFIG["d"], DEFAULT_CONFIG["d_hidden"]
@@ -162,8 +213,14 @@ def test_run_writes_the_outputs(tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 * len(models.METHODS)
     assert int(rows[0]["flops"]) == models.flops(rows[0]["method"], int(rows[0]["seq_len"]), 8, 6)["total"]
-    for png in ("scaling.png", "contribution.png"):
-        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    for svg in ("scaling.svg", "contribution.svg"):
+        assert b"<svg" in (tmp_path / svg).read_bytes()[:2000]
+    # medians of the recorded repeats, and where they ran
+    for m in s["methods"].values():
+        for runs, med in zip(m["seconds_runs"], m["seconds"]):
+            assert len(runs) == 1 and med == runs[0]
+    assert s["device"] == "cpu" and s["torch_threads"] == torch.get_num_threads()
+    assert (data["scaling_gpu"] is not None) == torch.cuda.is_available()
 
 
 def test_a_wrong_rearrangement_stops_the_stage(tmp_path, monkeypatch):
@@ -190,3 +247,19 @@ def test_bad_config(tmp_path, capsys):
     assert main(["--config", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
     assert "theory.repeatz" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_figures_are_reproducible_svg(tmp_path):
+    """Same numbers, same SVG bytes (fixed hash salt, no date), so the report built on them stays reproducible."""
+    from attnlab.theory import plots
+
+    c = {"lens": [1, 5, 10], "norms": {"0.9": [1.0, 0.6, 0.4], "1.0": [1.0, 1.1, 0.9]},
+         "fitted_rate": {"0.9": 0.9, "1.0": None}, "h_closed_form_base": 1.0}
+    plots.plot_contribution(c, tmp_path / "a.svg")
+    plots.plot_contribution(c, tmp_path / "b.svg")
+    a = (tmp_path / "a.svg").read_bytes()
+    assert a == (tmp_path / "b.svg").read_bytes()
+    assert b"<svg" in a[:2000] and b"<dc:date>" not in a
+    c["norms"]["0.9"][-1] = 0.5  # the numbers change: so do the bytes
+    plots.plot_contribution(c, tmp_path / "c.svg")
+    assert (tmp_path / "c.svg").read_bytes() != a

@@ -8,6 +8,7 @@
 
 sys.path.insert(0, str(SRC))  # the checkout's attnlab, also when planning outside its env
 from attnlab.report.inputs import required_files, result_paths  # noqa: E402  (stdlib only)
+from attnlab.report.code import source_digest  # noqa: E402  (stdlib only)
 
 
 rule report:
@@ -22,6 +23,9 @@ rule report:
     params:
         config=config,
         typst=typst_digest(),
+        # The code appendix prints these files whole, comments and docstrings included: any edit of them,
+        # not only of their code, must rebuild the PDF, so this digest is of their full text.
+        listed=source_digest(SRC),
         code=code("attnlab.report", "attnlab.report.cli", "attnlab.report.build"),
     log:
         "results/logs/report.log",

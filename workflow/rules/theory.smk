@@ -4,8 +4,8 @@ rule rnn_vs_attention:
     output:
         json="results/theory/rnn_vs_attention.json",
         csv="results/theory/scaling.csv",
-        scaling="results/theory/scaling.png",
-        contribution="results/theory/contribution.png",
+        scaling="results/theory/scaling.svg",
+        contribution="results/theory/contribution.svg",
     params:
         section=config["theory"],
         code=code("attnlab.theory", "attnlab.theory.__main__"),
@@ -13,7 +13,8 @@ rule rnn_vs_attention:
         "results/logs/rnn_vs_attention.log",
     benchmark:
         "results/benchmarks/rnn_vs_attention/rnn_vs_attention.tsv"
-    threads: 1  # timings are the point here: one thread, no neighbours on the same cores
+    threads: 1  # CPU timings are the point here: one thread, no neighbours on the same cores (with
+    # theory.gpu: auto a visible CUDA device is timed as well)
     resources:
         mem_mb=4000,
         runtime=30,

@@ -20,7 +20,7 @@ INPUTS (a dict, or the JSON file given to ``python -m attnlab.report --inputs``)
         "checks": {"module_checks": ".../checks/module_checks.json",
                    "attention_mask": ".../checks/attention_mask.png"},
         "theory": {"rnn_vs_attention": ".../theory/rnn_vs_attention.json",
-                   "scaling": ".../theory/scaling.png", "contribution": ".../theory/contribution.png"},
+                   "scaling": ".../theory/scaling.svg", "contribution": ".../theory/contribution.svg"},
         "vit": {RUN: {"metrics", "curves", "train_summary", "eval", "confusion",
                       "heatmap_stats", "heatmaps", "rollout"}},          # one dict of paths per run
         "gpt": {RUN: {"metrics", "curves", "samples", "train_summary", "eval", "generation"}},
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from attnlab.io import atomic_path, write_json
-from attnlab.report import facts
+from attnlab.report import code, facts
 from attnlab.report.inputs import RUN_GROUPS
 from attnlab.report.validate import ReportInputError, check_file, finite_json, iter_files
 
@@ -102,7 +102,7 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         walls = facts.wall_times(results.get("benchmarks") or {})
     except ValueError as exc:
         raise ReportInputError(str(exc)) from None
-    from attnlab.config import digest
+    from attnlab.config import digest, plain
 
     return {
         "title": report_cfg.get("title") or DEFAULT_TITLE,
@@ -114,9 +114,11 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         "wall_times": walls,
         "config_yaml": facts.config_yaml(config),
         "runs": {family: list(results[family]) for family in RUN_GROUPS},
+        "data_config": plain(config.get("data") or {}),
         "run_config": {family: {run: run_section(config, family, run) for run in results[family]}
                        for family in RUN_GROUPS},
         "files": files,
+        "code": code.listings(),
     }
 
 

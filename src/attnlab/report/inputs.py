@@ -23,8 +23,8 @@ CHECKS_FILES = {
 }
 THEORY_FILES = {
     "rnn_vs_attention": ("rnn_vs_attention.json", "rnn_vs_attention"),
-    "scaling": ("scaling.png", "rnn_vs_attention"),
-    "contribution": ("contribution.png", "rnn_vs_attention"),
+    "scaling": ("scaling.svg", "rnn_vs_attention"),
+    "contribution": ("contribution.svg", "rnn_vs_attention"),
 }
 VIT_FILES = {
     "metrics": ("metrics.csv", "train_vit"),

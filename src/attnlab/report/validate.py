@@ -101,6 +101,12 @@ def check_file(group: str, run: str | None, key: str, path: str) -> Any:
                 if fh.read(8) != PNG_SIGNATURE:
                     raise ValueError("is not a PNG image")
             return None
+        if suffix == ".svg":
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+            if b"<svg" not in head:
+                raise ValueError("is not an SVG image")
+            return None
         if suffix == ".csv":
             with open(p, newline="", encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh))

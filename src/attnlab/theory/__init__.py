@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m attnlab.theory",
         description="Time and count flops of the seed's RNN and self-attention against T, and measure how "
                     "x_1's contribution to y_T scales with the spectral radius of W_h. Writes "
-                    "rnn_vs_attention.json, scaling.csv, scaling.png and contribution.png. "
+                    "rnn_vs_attention.json, scaling.csv, scaling.svg and contribution.svg. "
                     f"Config keys (theory section): {', '.join(DEFAULT_CONFIG)}.",
     )
     parser.add_argument("--config", type=Path, help="YAML/JSON file holding the theory section (optional)")

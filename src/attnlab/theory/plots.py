@@ -1,12 +1,20 @@
-"""Figures of the rnn_vs_attention stage (matplotlib, Agg)."""
+"""Figures of the rnn_vs_attention stage (matplotlib, Agg), written as SVG.
+
+Vector figures stay sharp at any zoom in the PDF (Typst embeds SVG). A fixed
+hash salt and no date make the same numbers give the same SVG bytes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-STYLES = [dict(marker="o", ms=4, ls="-"), dict(marker="s", ms=4, ls="-"),
-          dict(marker="^", ms=4, ls="--"), dict(marker="x", ms=5, ls=":")]
+# RNN and rearranged attention (and naive and standard attention) nearly coincide in flops: small filled
+# markers under large hollow ones, and different dashes, keep the hidden curve of each pair visible.
+STYLES = [dict(marker="o", ms=4, ls="-", lw=1.6),
+          dict(marker="s", ms=9, ls="-", lw=1.0, mfc="none", mew=1.2),
+          dict(marker="D", ms=9, ls="--", lw=1.0, mfc="none", mew=1.2),
+          dict(marker="x", ms=5, ls=":", lw=1.6)]
 
 
 def _plt():
@@ -15,46 +23,85 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams["svg.hashsalt"] = "attnlab"
     return plt
 
 
-def plot_scaling(scaling: dict, path: Path) -> None:
-    """Log-log seconds and flops against T, one line per method, fitted slopes in the legend."""
+def save_svg(fig, path: Path) -> None:
+    fig.savefig(path, format="svg", metadata={"Date": None})
+
+
+def _time_panel(ax, scaling: dict, title: str) -> None:
+    T = scaling["seq_lens"]
+    for (name, r), style in zip(scaling["methods"].items(), STYLES):
+        (line,) = ax.loglog(T, r["seconds"], **style, label=f"{r['label']}  (slope {r['slope_seconds']:.2f})")
+        out = [(t, s) for t, s in zip(T, r["seconds"]) if t in r.get("outliers", [])]
+        if out:
+            ax.scatter(*zip(*out), s=110, facecolors="none", edgecolors="red", linewidths=1.2, zorder=5)
+    if any(r.get("outliers") for r in scaling["methods"].values()):
+        ax.scatter([], [], s=110, facecolors="none", edgecolors="red", label="flagged outlier")
+    ax.axvspan(min(scaling["fit_seq_lens"]), max(scaling["fit_seq_lens"]), color="0.93", zorder=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("forward time, median (s)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left")
+    ax.set_title(title, fontsize=10)
+
+
+def _where(scaling: dict) -> str:
+    if scaling.get("device", "cpu") == "cpu":
+        n = scaling.get("torch_threads")
+        return f"CPU, {n} thread{'s' if n != 1 else ''}" if n else "CPU"
+    return scaling.get("hardware") or scaling["device"]
+
+
+def plot_scaling(scaling: dict, path: Path, gpu: dict | None = None) -> None:
+    """Log-log median seconds (CPU, and GPU when measured) and counted flops against T, slopes in the legends."""
     plt = _plt()
     T = scaling["seq_lens"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
-    for ax, key, slope_key, ylabel in ((axes[0], "seconds", "slope_seconds", "forward time (s)"),
-                                       (axes[1], "flops", "slope_flops", "floating-point operations")):
-        # naive/standard and RNN/rearranged nearly coincide in flops: distinct styles keep both visible.
-        for (name, r), style in zip(scaling["methods"].items(), STYLES):
-            ax.loglog(T, r[key], **style, label=f"{r['label']}  (slope {r[slope_key]:.2f})")
-        ax.axvspan(min(scaling["fit_seq_lens"]), max(scaling["fit_seq_lens"]), color="0.93", zorder=0)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("sequence length T")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7.5, loc="upper left")
-    axes[0].set_title("time (slopes fitted over the shaded T)", fontsize=10)
-    axes[1].set_title(f"counted flops (d = {scaling['d']}, d_hidden = {scaling['d_hidden']})", fontsize=10)
-    fig.savefig(path, dpi=130, format="png")
+    panels = 3 if gpu else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.8), constrained_layout=True)
+    _time_panel(axes[0], scaling, f"time on {_where(scaling)} (slopes fitted over the shaded T)")
+    if gpu:
+        _time_panel(axes[1], gpu, f"time on {_where(gpu)}")
+    ax = axes[-1]
+    # naive/standard and RNN/rearranged nearly coincide in flops: distinct styles keep both visible.
+    for (name, r), style in zip(scaling["methods"].items(), STYLES):
+        ax.loglog(T, r["flops"], **style, label=f"{r['label']}  (slope {r['slope_flops']:.2f})")
+    ax.axvspan(min(scaling["fit_seq_lens"]), max(scaling["fit_seq_lens"]), color="0.93", zorder=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("floating-point operations (counted)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left")
+    ax.set_title(f"counted flops (d = {scaling['d']}, d_hidden = {scaling['d_hidden']})", fontsize=10)
+    save_svg(fig, path)
     plt.close(fig)
 
 
 def plot_contribution(contribution: dict, path: Path) -> None:
-    """Semilogy ||contribution of x_1 to y_T|| against T, with the rho^(T-1) law for reference."""
+    """Semilogy norms of x_1's contribution against T: to y_T (solid, measured) and to h_T (dashed, rho^(T-1) law).
+
+    Both are norms of a contribution of x_1, so they share the axis; the legend
+    says which is which (the dashed one is h's, which W_y then maps to y).
+    """
     plt = _plt()
     T = contribution["lens"]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
     base = contribution["h_closed_form_base"]
     for rho, norms in contribution["norms"].items():
-        (line,) = ax.semilogy(T, norms, marker="o", ms=3,
-                              label=f"spectral radius {rho}  (fitted rate {contribution['fitted_rate'][rho]:.3f})")
-        ax.semilogy(T, [float(rho) ** (t - 1) * base for t in T], ls="--", lw=0.8, color=line.get_color())
-    ax.plot([], [], ls="--", lw=0.8, color="0.4", label=r"$\rho^{T-1}\,\|W_x x_1\|$")
+        rate = contribution["fitted_rate"][rho]
+        (line,) = ax.semilogy(T, norms, marker="o", ms=3, label=f"spectral radius {rho}  "
+                              + (f"(fitted rate {rate:.4f})" if rate is not None else "(overflowed)"))
+        ax.semilogy(T, [float(rho) ** (t - 1) * base for t in T], ls="--", lw=0.9, color=line.get_color())
+    ax.plot([], [], marker="o", ms=3, color="0.4", label=r"solid: $\|W_y W_h^{T-1} W_x x_1\|$ (to $y_T$)")
+    ax.plot([], [], ls="--", lw=0.9, color="0.4",
+            label=r"dashed: $\|W_h^{T-1} W_x x_1\| = \rho^{T-1}\|W_x x_1\|$ (to $h_T$)")
     ax.set_xlabel("T")
-    ax.set_ylabel(r"$\|W_y W_h^{T-1} W_x x_1\|$")
-    ax.set_title("Contribution of $x_1$ to $y_T$ in a linear RNN", fontsize=10)
+    ax.set_ylabel(r"norm of $x_1$'s contribution")
+    ax.set_title("Contribution of $x_1$ to $h_T$ and $y_T$ in a linear RNN", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=130, format="png")
+    ax.legend(fontsize=7.5)
+    save_svg(fig, path)
     plt.close(fig)

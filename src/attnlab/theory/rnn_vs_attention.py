@@ -3,17 +3,23 @@
 (i) Forward time and counted flops against T for the seed's RNN (step by
 step), the seed's attention computed naively and rearranged, and standard
 softmax attention; log-log slopes fitted on the larger half of the T grid.
+Times are medians of ``repeats`` runs; the time slope is Siegel's repeated
+median (robust to one stray point among four), and points more than
+OUTLIER_FACTOR off that line are flagged. The CPU is always measured, with the
+torch threads the rule gives (one); with ``gpu: auto`` a CUDA device, when
+torch sees one, is measured too (synchronised around each run).
 (ii) The norm of x_1's contribution to y_T against T for W_h with spectral
 radius 0.9, 1.0, 1.1 (W_h = rho * a random orthogonal matrix, so the norm of
 the contribution to h_T is exactly rho^(T-1) ||W_x x_1||).
 
-Writes rnn_vs_attention.json, scaling.csv, scaling.png, contribution.png.
+Writes rnn_vs_attention.json, scaling.csv, scaling.svg, contribution.svg.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +37,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seq_lens": [64, 128, 256, 512, 1024, 2048, 4096, 8192],
     "d": 64,  # d_in = d_k = d_v = d_out
     "d_hidden": 64,  # the RNN's hidden size
-    "repeats": 5,  # timed runs per (method, T); the minimum is reported
+    "repeats": 7,  # timed runs per (method, T); the median is reported
+    "gpu": "auto",  # auto: also time on CUDA when torch sees a GPU; off: CPU only
     "radii": [0.9, 1.0, 1.1],
     "contribution_lens": [1] + list(range(10, 201, 10)),
     "seed": 0,
@@ -39,6 +46,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 # naive and rearranged compute the same y in a different order; float32 rounding stays well inside these.
 RTOL, ATOL = 1e-4, 1e-5
+# A median time this far (either way) off the robust line is flagged: per-call noise on a shared
+# machine stays well inside it, a cache or scheduling cliff does not.
+OUTLIER_FACTOR = 1.5
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
@@ -60,6 +70,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
         isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in radii
     ):
         raise ConfigError(f"config key 'theory.radii' must be a non-empty list of positive numbers, got {radii!r}")
+    if cfg["gpu"] not in ("auto", "off"):
+        raise ConfigError(f"config key 'theory.gpu' must be 'auto' or 'off', got {cfg['gpu']!r}")
     if not isinstance(cfg["seed"], int):
         raise ConfigError(f"config key 'theory.seed' must be an integer, got {cfg['seed']!r}")
 
@@ -69,29 +81,57 @@ def fit_slope(xs, ys) -> float:
     return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
 
 
+def repeated_median_slope(xs, ys) -> tuple[float, float]:
+    """Siegel's repeated-median line through (log x, log y): (slope, intercept).
+
+    For each point the median of its slopes to every other point, then the
+    median of those. Unlike least squares (or Theil-Sen on four points) one
+    stray point cannot move it.
+    """
+    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    n = len(lx)
+    if n < 2:
+        raise ValueError("a slope needs at least two points")
+    per_point = [np.median([(ly[j] - ly[i]) / (lx[j] - lx[i]) for j in range(n) if j != i]) for i in range(n)]
+    slope = float(np.median(per_point))
+    return slope, float(np.median(ly - slope * lx))
+
+
+def flag_outliers(xs, ys, slope: float, intercept: float, factor: float = OUTLIER_FACTOR) -> list:
+    """The x whose y is more than ``factor`` times above or below the line exp(intercept) x^slope."""
+    return [x for x, y in zip(xs, ys)
+            if abs(math.log(y) - (intercept + slope * math.log(x))) > math.log(factor)]
+
+
 def fit_lens(seq_lens: list[int]) -> list[int]:
     """The larger half of the grid (at least two points): small T is dominated by per-call overhead."""
     lens = sorted(seq_lens)
     return lens[min(len(lens) // 2, len(lens) - 2):]
 
 
-def _time(fn, args, repeats: int) -> tuple[float, torch.Tensor]:
-    best, out = math.inf, None
+def _time(fn, args, repeats: int, device: torch.device) -> tuple[list[float], torch.Tensor]:
+    """Every repeat's seconds; on CUDA synchronised, so a time covers the kernels, not their launch."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times, out = [], None
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         out = fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, out
+        sync()
+        times.append(time.perf_counter() - start)
+    return times, out
 
 
-def measure_scaling(cfg: Mapping[str, Any]) -> dict:
+def measure_scaling(cfg: Mapping[str, Any], device: torch.device | str = "cpu") -> dict:
+    device = torch.device(device)
     seq_lens, d, dh, repeats = sorted(cfg["seq_lens"]), cfg["d"], cfg["d_hidden"], cfg["repeats"]
     g = torch.Generator().manual_seed(cfg["seed"])
-    # Scaled so activations stay O(1): entries ~ N(0, 1/fan_in).
-    W_h = models.random_orthogonal(dh, g, torch.float32) * 0.9
-    W_x = torch.randn(dh, d, generator=g) / math.sqrt(d)
-    W_y = torch.randn(d, dh, generator=g) / math.sqrt(dh)
-    Q, K, V = (torch.randn(d, d, generator=g) / math.sqrt(d) for _ in range(3))
+    # Scaled so activations stay O(1): entries ~ N(0, 1/fan_in). Drawn on the CPU, so both devices
+    # time the same numbers.
+    W_h = (models.random_orthogonal(dh, g, torch.float32) * 0.9).to(device)
+    W_x = (torch.randn(dh, d, generator=g) / math.sqrt(d)).to(device)
+    W_y = (torch.randn(d, dh, generator=g) / math.sqrt(dh)).to(device)
+    Q, K, V = ((torch.randn(d, d, generator=g) / math.sqrt(d)).to(device) for _ in range(3))
     fns = {
         "rnn_loop": (models.rnn_forward, (W_h, W_x, W_y)),
         "attention_naive": (models.attention_naive, (Q, K, V)),
@@ -99,20 +139,22 @@ def measure_scaling(cfg: Mapping[str, Any]) -> dict:
         "attention_standard": (models.attention_standard, (Q, K, V)),
     }
     seconds = {m: [] for m in METHODS}
+    runs = {m: [] for m in METHODS}
     agree = {"max_abs_diff": [], "allclose": [], "rtol": RTOL, "atol": ATOL}
-    progress = Progress(len(seq_lens) * len(METHODS), "rnn_vs_attention")
+    progress = Progress(len(seq_lens) * len(METHODS), f"rnn_vs_attention ({device.type})")
     with torch.inference_mode():
-        x0 = torch.randn(seq_lens[0], d, generator=g)
+        x0 = torch.randn(seq_lens[0], d, generator=g).to(device)
         for fn, w in fns.values():  # warm-up: first calls pay for allocation and kernel selection
             fn(x0, *w)
         for T in seq_lens:
-            x = torch.randn(T, d, generator=g)
+            x = torch.randn(T, d, generator=g).to(device)
             outs = {}
             for m in METHODS:
                 fn, w = fns[m]
-                sec, outs[m] = _time(fn, (x, *w), repeats)
-                seconds[m].append(sec)
-                progress.update(T=T, method=m, seconds=sec)
+                times, outs[m] = _time(fn, (x, *w), repeats, device)
+                runs[m].append(times)
+                seconds[m].append(float(np.median(times)))
+                progress.update(T=T, method=m, seconds=seconds[m][-1])
             diff = (outs["attention_naive"] - outs["attention_rearranged"]).abs().max().item()
             agree["max_abs_diff"].append(diff)
             agree["allclose"].append(bool(torch.allclose(outs["attention_naive"], outs["attention_rearranged"],
@@ -128,24 +170,45 @@ def measure_scaling(cfg: Mapping[str, Any]) -> dict:
     methods = {}
     for m in METHODS:
         fl = [models.flops(m, T, d, dh)["total"] for T in seq_lens]
+        fit_sec = [seconds[m][i] for i in idx]
+        slope, intercept = repeated_median_slope(fit, fit_sec)
+        outliers = flag_outliers(fit, fit_sec, slope, intercept)
+        kept = [(T, s_) for T, s_ in zip(fit, fit_sec) if T not in outliers]
         methods[m] = {
             "label": LABELS[m],
             "complexity": models.COMPLEXITY[m],
             "seconds": seconds[m],
+            "seconds_min": [min(t) for t in runs[m]],
+            "seconds_runs": runs[m],
+            "spread": [max(t) / min(t) for t in runs[m]],
             "flops": fl,
-            "slope_seconds": fit_slope(fit, [seconds[m][i] for i in idx]),
+            "slope_seconds": slope,
+            "intercept_seconds": intercept,
+            "slope_seconds_lsq": fit_slope(fit, fit_sec),
+            "slope_seconds_clean": fit_slope(*zip(*kept)) if len(kept) >= 2 else None,
+            "outliers": outliers,
             "slope_flops": fit_slope(fit, [fl[i] for i in idx]),
             "slope_flops_all": fit_slope(seq_lens, fl),
             "gflops_per_s": [f / s / 1e9 for f, s in zip(fl, seconds[m])],
         }
     return {
+        "device": device.type,
+        "hardware": describe_hardware(device),
+        "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "repeats": repeats,
+        "outlier_factor": OUTLIER_FACTOR,
         "seq_lens": seq_lens,
         "fit_seq_lens": fit,
-        "fit_note": "slopes are least-squares fits of log(seconds) and log(flops) against log(T) over fit_seq_lens "
-                    "(the larger half of the grid, where per-call overhead no longer dominates); "
-                    "slope_flops_all fits every T",
-        "seconds_note": f"minimum over {repeats} timed forward passes (float32, inference mode, "
-                        f"{torch.get_num_threads()} torch threads) after one warm-up call per method",
+        "fit_note": "slope_seconds is the repeated-median (Siegel) slope of log(median seconds) against log(T) "
+                    "over fit_seq_lens (the larger half of the grid, where per-call overhead no longer "
+                    "dominates); outliers are the T there more than outlier_factor off that line; "
+                    "slope_seconds_lsq is least squares on the same points, slope_seconds_clean least squares "
+                    "without the outliers; slope_flops fits counted flops over fit_seq_lens, slope_flops_all "
+                    "over every T",
+        "seconds_note": f"median of {repeats} timed forward passes (float32, inference mode, "
+                        + (f"{torch.get_num_threads()} torch CPU threads" if device.type == "cpu"
+                           else f"on {device.type}, synchronised before and after each pass")
+                        + ") after one warm-up call per method",
         "flop_convention": "multiply-add = 2 flops; a reduction over n numbers = n flops; each elementwise "
                            "add/sub/mul/div/exp/max = 1 flop per element",
         "d": d,
@@ -153,6 +216,13 @@ def measure_scaling(cfg: Mapping[str, Any]) -> dict:
         "methods": methods,
         "naive_equals_rearranged": agree,
     }
+
+
+def _fitted_rate(lens, norms) -> float | None:
+    """exp(least-squares slope of log norm against T); None once a norm over- or underflowed (no rate to fit)."""
+    if not all(math.isfinite(n) and n > 0 for n in norms):
+        return None
+    return math.exp(float(np.polyfit(lens, np.log(norms), 1)[0]))
 
 
 def measure_contribution(cfg: Mapping[str, Any]) -> dict:
@@ -164,13 +234,14 @@ def measure_contribution(cfg: Mapping[str, Any]) -> dict:
     W_y = torch.randn(d, dh, generator=g, dtype=torch.float64) / math.sqrt(dh)
     x1 = torch.randn(d, generator=g, dtype=torch.float64)
     base = torch.linalg.vector_norm(W_x @ x1).item()
-    norms, h_norms, radius, rate = {}, {}, {}, {}
+    norms, h_norms, radius, rate, h_rate = {}, {}, {}, {}, {}
     for rho in cfg["radii"]:
         key = str(float(rho))
         W_h = rho * O
         norms[key], h_norms[key] = models.contribution_norms(W_h, W_x, W_y, x1, lens)
         radius[key] = torch.linalg.eigvals(W_h).abs().max().item()
-        rate[key] = math.exp(float(np.polyfit(lens, np.log(norms[key]), 1)[0]))
+        rate[key] = _fitted_rate(lens, norms[key])
+        h_rate[key] = _fitted_rate(lens, h_norms[key])
     return {
         "lens": lens,
         "norms": norms,
@@ -178,9 +249,11 @@ def measure_contribution(cfg: Mapping[str, Any]) -> dict:
         "h_closed_form_base": base,
         "spectral_radius": radius,
         "fitted_rate": rate,
+        "h_fitted_rate": h_rate,
         "note": "norms[rho][i] = ||W_y W_h^(T-1) W_x x_1|| (x_1's contribution to y_T, phi_y = identity) and "
                 "h_norms = ||W_h^(T-1) W_x x_1|| = rho^(T-1) ||W_x x_1|| for W_h = rho * orthogonal; "
-                "fitted_rate = exp(slope of log norm against T)",
+                "fitted_rate (h_fitted_rate) = exp(least-squares slope of log norm (log h_norm) "
+                "against T)",
     }
 
 
@@ -189,12 +262,25 @@ def run(cfg: Mapping[str, Any] | None, out_dir: str | Path) -> dict:
     from attnlab.theory import plots
 
     cfg = resolve(DEFAULT_CONFIG, cfg, "theory")
+    if cfg["gpu"] is False:  # YAML 1.1 reads a bare `off` as false
+        cfg = {**cfg, "gpu": "off"}
     validate(cfg)
     start = time.perf_counter()
-    scaling = measure_scaling(cfg)
+    scaling = measure_scaling(cfg, "cpu")
+    # The parallelism argument is about parallel hardware: time it there too when the run has a GPU.
+    scaling_gpu, gpu_error = None, None
+    if cfg["gpu"] == "auto" and torch.cuda.is_available():
+        try:
+            scaling_gpu = measure_scaling(cfg, "cuda")
+        except RuntimeError as exc:  # an extra measurement: its failure (out of memory, a driver error,
+            # a numerical disagreement on this device) is recorded and reported, the CPU results stand
+            gpu_error = str(exc).splitlines()[0][:300]
+            print(f"[rnn_vs_attention] GPU timing failed, CPU results kept: {gpu_error}", file=sys.stderr)
     contribution = measure_contribution(cfg)
     record = {
         "scaling": scaling,
+        "scaling_gpu": scaling_gpu,
+        "scaling_gpu_error": gpu_error,
         "contribution": contribution,
         "config": cfg,
         "hardware": describe_hardware(torch.device("cpu")),
@@ -204,19 +290,23 @@ def run(cfg: Mapping[str, Any] | None, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "scaling.csv") as tmp:
-        write_scaling_csv(scaling, tmp)
-    with atomic_path(out_dir / "scaling.png") as tmp:
-        plots.plot_scaling(scaling, tmp)
-    with atomic_path(out_dir / "contribution.png") as tmp:
+        write_scaling_csv([sc for sc in (scaling, scaling_gpu) if sc is not None], tmp)
+    with atomic_path(out_dir / "scaling.svg") as tmp:
+        plots.plot_scaling(scaling, tmp, gpu=scaling_gpu)
+    with atomic_path(out_dir / "contribution.svg") as tmp:
         plots.plot_contribution(contribution, tmp)
     write_json(out_dir / "rnn_vs_attention.json", record)
     return record
 
 
-def write_scaling_csv(scaling: dict, path: Path) -> None:
+def write_scaling_csv(scalings: list[dict], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", "seq_len", "seconds", "flops", "gflops_per_s"])
-        for m, r in scaling["methods"].items():
-            for T, s, f, rate in zip(scaling["seq_lens"], r["seconds"], r["flops"], r["gflops_per_s"]):
-                w.writerow([m, T, f"{s:.6g}", f, f"{rate:.4g}"])
+        w.writerow(["device", "method", "seq_len", "seconds_median", "seconds_min", "spread", "flops",
+                    "gflops_per_s", "outlier"])
+        for sc in scalings:
+            for m, r in sc["methods"].items():
+                for i, T in enumerate(sc["seq_lens"]):
+                    w.writerow([sc["device"], m, T, f"{r['seconds'][i]:.6g}", f"{r['seconds_min'][i]:.6g}",
+                                f"{r['spread'][i]:.3g}", r["flops"][i], f"{r['gflops_per_s'][i]:.4g}",
+                                int(T in r["outliers"])])

@@ -83,20 +83,23 @@ def plot_confusion(result: dict, path: str | Path) -> None:
     conf = torch.tensor(result["confusion"], dtype=torch.float64)
     frac = conf / conf.sum(dim=1, keepdim=True).clamp(min=1)
     classes = result["classes"]
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    im = ax.imshow(frac.numpy(), cmap="Blues", vmin=0, vmax=1)
+    # Whole percentages in 10-point type: two decimals in 7-point type were illegible at the writeup's size.
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(100 * frac.numpy(), cmap="Blues", vmin=0, vmax=100)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{frac[i, j]:.2f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{100 * frac[i, j]:.0f}", ha="center", va="center", fontsize=10,
                     color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set(xlabel="predicted", ylabel="true",
-           title=f"test accuracy {100 * result['test_accuracy']:.1f}% (n={result['n_test']})")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=10)
+    ax.set_yticks(range(len(classes)), classes, fontsize=10)
+    ax.set_xlabel("predicted", fontsize=11)
+    ax.set_ylabel("true", fontsize=11)
+    ax.set_title(f"test accuracy {100 * result['test_accuracy']:.1f}% (n={result['n_test']}); "
+                 "cells: % of the true class", fontsize=11)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="% of the true class")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=200)
     plt.close(fig)
 
 

@@ -3,8 +3,8 @@
 ``python -m attnlab.vit.heatmaps --checkpoint CKPT --data SOURCE --out-dir DIR [--n-images 10]``
 takes one test image per class and writes
 - ``heatmaps.png``: the seed's view, the class token's attention to every
-  patch averaged over all heads and layers, upsampled and overlaid on the image
-  with the true and predicted labels;
+  patch averaged over all heads and layers, drawn per patch next to the image
+  with the true and predicted labels, on one colour scale with a colour bar;
 - ``rollout.png``: attention rollout (Abnar & Zuidema 2020): per layer average
   the heads, add the identity for the residual path, renormalise the rows,
   and multiply the layers together, so the class token's row says how much each
@@ -86,34 +86,57 @@ def pick_images(labels: Tensor, n_images: int, n_classes: int) -> list[int]:
     return picked[:n_images]
 
 
-def plot_overlays(images: Tensor, heat: Tensor, titles: list[str], title: str, path: Path) -> None:
-    """Each image above its heatmap overlay; heat (B, gh, gw) is upsampled bilinearly to the image size."""
+def plot_overlays(images: Tensor, heat: Tensor, titles: list[str], title: str, path: Path,
+                  per_image_scale: bool = False) -> tuple[float, float]:
+    """Each image with its attention map right next to it, and a colour bar; returns the colour scale (vmin, vmax).
+
+    heat (B, gh, gw) holds each patch's share of the attention (each map sums
+    to 1). The map is drawn at patch resolution (one cell per patch, nothing
+    interpolated) so a reader sees what was measured. One colour scale serves
+    the whole figure, 0 to the largest share of any patch in it, so colours
+    compare across images; the colour bar marks the uniform share 1/N. With
+    ``per_image_scale`` each map gets its own scale and its own colour bar.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    B, _, H, W = images.shape
-    up = F.interpolate(heat[:, None].float(), size=(H, W), mode="bilinear", align_corners=False)[:, 0]
-    cols = min(B, 5)
-    blocks = math.ceil(B / cols)
-    fig, axes = plt.subplots(2 * blocks, cols, figsize=(2.1 * cols, 4.4 * blocks), squeeze=False)
+    B = images.shape[0]
+    gh, gw = heat.shape[-2:]
+    uniform = 1.0 / (gh * gw)
+    heat = heat.float().cpu()
+    vmin, vmax = 0.0, float(heat.max())
+    pairs = min(B, 2)  # image-map pairs per row
+    rows = math.ceil(B / pairs)
+    fig, axes = plt.subplots(rows, 2 * pairs, figsize=(3.3 * pairs + 1.0, 1.75 * rows + 0.6), squeeze=False,
+                             constrained_layout=True)
     for ax in axes.flat:
         ax.axis("off")
+    im = None
     for i in range(B):
-        r, c = 2 * (i // cols), i % cols
-        img = images[i].permute(1, 2, 0).cpu().numpy()
-        axes[r, c].imshow(img, interpolation="nearest")
-        axes[r, c].set_title(titles[i], fontsize=8)
-        h = up[i]
-        h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
-        axes[r + 1, c].imshow(img, interpolation="nearest")
-        axes[r + 1, c].imshow(h.cpu().numpy(), cmap="jet", alpha=0.5, interpolation="bilinear")
+        r, c = i // pairs, 2 * (i % pairs)
+        axes[r, c].imshow(images[i].permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+        axes[r, c].set_title(titles[i], fontsize=7.5)
+        lo, hi = (float(heat[i].min()), float(heat[i].max())) if per_image_scale else (vmin, vmax)
+        im = axes[r, c + 1].imshow(heat[i].numpy(), cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+        axes[r, c + 1].set_title("attention", fontsize=7.5)
+        if per_image_scale:
+            fig.colorbar(im, ax=axes[r, c + 1], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+    if not per_image_scale and im is not None:
+        cb = fig.colorbar(im, ax=axes, location="right", shrink=0.6, pad=0.02)
+        cb.set_label("attention share per patch", fontsize=8)
+        cb.ax.axhline(uniform, color="white", lw=1.5)
+        cb.ax.axhline(uniform, color="black", lw=0.8, ls="--")
+        cb.ax.tick_params(labelsize=7)
+        if uniform < 0.85 * vmax:  # near the top it would sit on the tick labels; the caption names the mark
+            cb.ax.text(-0.15, uniform, "1/N ", transform=cb.ax.get_yaxis_transform(), fontsize=6.5,
+                       va="center", ha="right", clip_on=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
+    return vmin, vmax
 
 
 def _summary(stats: dict, grid_h: int, grid_w: int, prefix: str = "") -> dict:
@@ -171,11 +194,14 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
                               "border": "the outermost ring of patches",
                               "entropy": "nats, of the class token's attention renormalised over the patches"}}
     out_dir = Path(out_dir)
-    titles = [f"true: {r['true']}\npred: {r['pred']}" for r in records]
-    plot_overlays(imgs, cls_map.view(-1, gh, gw), titles,
-                  "class-token attention, mean over heads and layers", out_dir / "heatmaps.png")
-    plot_overlays(imgs, roll.view(-1, gh, gw), titles, "attention rollout (Abnar & Zuidema)",
-                  out_dir / "rollout.png")
+    titles = [f"#{r['index']}  true: {r['true']}\npred: {r['pred']}" for r in records]
+    scale = plot_overlays(imgs, cls_map.view(-1, gh, gw), titles,
+                          "class-token attention, mean over heads and layers", out_dir / "heatmaps.png")
+    scale_roll = plot_overlays(imgs, roll.view(-1, gh, gw), titles, "attention rollout (Abnar & Zuidema)",
+                               out_dir / "rollout.png")
+    # the writeup quotes the colour scales next to the figures
+    summary["colour_scale"] = list(scale)
+    summary["rollout_colour_scale"] = list(scale_roll)
     write_json(out_dir / "heatmap_stats.json", result)
     return result
 
