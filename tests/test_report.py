@@ -1020,6 +1020,7 @@ def test_run_boilerplate_reads_naturally_with_one_run_each(built, tmp_path):
 def test_figure_captions_define_what_is_drawn(built):
     _, _, pdf = built
     text = pdf_text(pdf)
-    assert_in("Right: validation bits per character; the dashed grey line at 2.12 bits/char is the target", text)
+    assert_in("Right: validation bits per character; the dashed grey line at 2.12 bits/char is nanoGPT", text)
+    assert_in("shakespeare-char baby GPT (1.47 nats/char on its own split)", text)
     assert_in("Dashed, same colour: to the hidden state", text)
     assert_in("each row normalised to the share of that true class", text)

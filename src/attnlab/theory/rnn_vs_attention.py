@@ -27,22 +27,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from attnlab.config import ConfigError, resolve
+from attnlab.config import ConfigError, defaults, resolve
 from attnlab.io import atomic_path, write_json
 from attnlab.runtime import Progress, describe_hardware
 from attnlab.theory import models
 from attnlab.theory.models import LABELS, METHODS
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "seq_lens": [64, 128, 256, 512, 1024, 2048, 4096, 8192],
-    "d": 64,  # d_in = d_k = d_v = d_out
-    "d_hidden": 64,  # the RNN's hidden size
-    "repeats": 7,  # timed runs per (method, T); the median is reported
-    "gpu": "auto",  # auto: also time on CUDA when torch sees a GPU; off: CPU only
-    "radii": [0.9, 1.0, 1.1],
-    "contribution_lens": [1] + list(range(10, 201, 10)),
-    "seed": 0,
-}
+DEFAULT_CONFIG: dict[str, Any] = defaults("theory")  # config/config.yaml, the one home of defaults
 
 # naive and rearranged compute the same y in a different order; float32 rounding stays well inside these.
 RTOL, ATOL = 1e-4, 1e-5

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from attnlab.io import atomic_path, write_json
 from attnlab.runtime import pick_device
