@@ -7,31 +7,10 @@ live in another working directory), and compiles it with the ``typst`` PyPI
 package: bundled fonts only, system fonts ignored, a fixed timestamp. The
 same result files therefore give the same PDF bytes.
 
-INPUTS (a dict, or the JSON file given to ``python -m attnlab.report --inputs``)::
-
-    {
-      "config":  {...},            # the full merged pipeline config (printed in the appendix)
-      "repo":    "/path/checkout", # for the git commit; null -> "unknown"
-      "writeup": "report/writeup.typ",  # optional; default <repo or package checkout>/report/writeup.typ
-      "results": {
-        "data":   {"cifar10_manifest": ".../data/cifar10/manifest.json",
-                   "vocab_report": ".../data/shakespeare/vocab_report.json",
-                   "lengths": ".../data/shakespeare/lengths.png"},
-        "checks": {"module_checks": ".../checks/module_checks.json",
-                   "attention_mask": ".../checks/attention_mask.png"},
-        "theory": {"rnn_vs_attention": ".../theory/rnn_vs_attention.json",
-                   "scaling": ".../theory/scaling.svg", "contribution": ".../theory/contribution.svg"},
-        "vit": {RUN: {"metrics", "curves", "train_summary", "eval", "confusion",
-                      "heatmap_stats", "heatmaps", "rollout"}},          # one dict of paths per run
-        "gpt": {RUN: {"metrics", "curves", "samples", "train_summary", "eval", "generation"}},
-        "benchmarks": {"train_vit": {RUN: ".../benchmarks/train_vit/RUN.tsv"},
-                       "train_gpt": {RUN: ".../benchmarks/train_gpt/RUN.tsv"}}   # optional files
-      }
-    }
-
 The first run of each family (in mapping order) is shown in detail; every run
 appears in the comparison table. ``attnlab.report.inputs.make_inputs(config,
-results_dir, repo)`` builds this dict for the standard ``results/`` layout.
+results_dir, repo)`` builds the INPUTS dict for the standard ``results/`` layout
+(documented in docs/stages.md).
 """
 
 from __future__ import annotations

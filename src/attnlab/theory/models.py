@@ -8,20 +8,11 @@ inputs are x (T, d). Weights are (out, in) like nn.Linear's.
 * The seed's self-attention (eq. 3-4) exactly as written. Note that
   alpha_t = (1/sqrt(T)) sum_j (Q x_t)^T (K x_j) is one scalar per t and
   y_t = sum_j e^{alpha_j} V x_j / sum_j e^{alpha_j} does not depend on t.
-  ``attention_naive`` evaluates the formulas literally: for every t it
-  recomputes the T dot products behind alpha_t, and for every t the T-term
-  weighted sum behind y_t, so O(T^2 d). The rows are processed in chunks of
-  queries so the O(T^2 d) work is real but runs as matrix products.
-  ``attention_rearranged`` uses sum_j (Q x_t)^T (K x_j) = (Q x_t)^T (sum_j K x_j)
-  and computes the softmax weights and the weighted sum once: O(T d) after the
-  O(T d^2) projections.
+  ``attention_naive`` evaluates the formulas literally (O(T^2 d), in chunks of
+  queries as matrix products); ``attention_rearranged`` uses
+  sum_j (Q x_t)^T (K x_j) = (Q x_t)^T (sum_j K x_j): O(T d) after the projections.
 * Standard softmax(Q K^T / sqrt(d)) V attention, for comparison, O(T^2 d).
-
-Flop convention (``flops``): a multiply-add is 2 flops (an (m, n) @ (n, p)
-product is 2mnp); a reduction over n numbers is n flops; each elementwise
-add/subtract/multiply/divide/exp/max is 1 flop per element. The counts follow
-the code line by line, and their matrix-product part is what
-torch.utils.flop_counter counts for the same code (tested).
+The flop convention is in :func:`flops`.
 """
 
 from __future__ import annotations
@@ -110,7 +101,12 @@ def attention_standard(x: Tensor, Q: Tensor, K: Tensor, V: Tensor) -> Tensor:
 def flops(method: str, T: int, d: int, d_hidden: int) -> dict[str, int]:
     """Analytic floating-point operations of one forward pass, split into matrix products and the rest.
 
-    d is d_in = d_k = d_v = d_out; d_hidden is the RNN's hidden size.
+    d is d_in = d_k = d_v = d_out; d_hidden is the RNN's hidden size. A
+    multiply-add is 2 flops (an (m, n) @ (n, p) product is 2mnp); a reduction
+    over n numbers is n flops; each elementwise add/subtract/multiply/divide/
+    exp/max is 1 flop per element. The counts follow the code line by line, and
+    their matrix-product part is what torch.utils.flop_counter counts for the
+    same code (tested).
     """
     proj = 3 * 2 * T * d * d  # Q x_t, K x_t, V x_t for every t
     if method == "rnn_loop":
