@@ -924,6 +924,15 @@ def test_validation_minimum_kept_epoch_and_distinct_words(built, tmp_path):
     assert_in(f"its minimum was 3.500 at epoch 2, after which it rose again by {fx(last - 3.5, 3)} (over-fitting)",
               text2)
     assert_in("holds the weights of epoch 2 (the epoch of lowest validation loss)", text2)
+    # a minimum in the middle that the last epoch ties to 3 decimals: levelled off, not over-fitting
+    rows3 = [dict(r) for r in rows]
+    rows3[1]["val_loss"] = "3.5"
+    rows3[-1]["val_loss"] = "3.5002"
+    _write_csv(copy / "gpt/main/metrics.csv", rows3)
+    build_report(inputs2, tmp_path / "w3.pdf")
+    text3 = pdf_text(tmp_path / "w3.pdf")
+    assert_in("its minimum was 3.500 at epoch 2, and the later epochs stayed within 0.001 of it (levelled off)", text3)
+    assert squash("rose again by") not in text3
     # one epoch only: no minimum to speak of
     _write_csv(copy / "gpt/main/metrics.csv", rows[:1])
     build_report(inputs2, tmp_path / "w1.pdf")
