@@ -107,6 +107,20 @@ def load_checkpoint(path: str | os.PathLike, family: str, map_location: Any = "c
     return ckpt
 
 
+def load_model(path: str | os.PathLike, family: str, model_cls: type, map_location: Any = "cpu") -> tuple:
+    """(model in eval mode, checkpoint dict) of a ``family`` checkpoint; a model it does not build is one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train one with python -m attnlab.{family}.train")
+    ckpt = load_checkpoint(path, family, map_location)
+    try:
+        model = model_cls(**ckpt["model_config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise bad_model(path, family, err) from err
+    return model.eval(), ckpt
+
+
 def bad_model(path: str | os.PathLike, family: str, err: Exception) -> CheckpointError:
     """The error for a checkpoint whose model_config/state_dict do not build the model."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

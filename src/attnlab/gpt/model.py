@@ -268,17 +268,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[DialogueGPT, 
     The file is loaded with weights_only (see attnlab.checkpoint): a foreign,
     truncated or ViT checkpoint raises CheckpointError, a ValueError.
     """
-    from attnlab.checkpoint import bad_model
-    from attnlab.checkpoint import load_checkpoint as load_checked
+    from attnlab.checkpoint import load_model
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; run attnlab.gpt.train first")
-    ckpt = load_checked(path, "gpt", map_location)
-    try:
-        model = DialogueGPT(**ckpt["model_config"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
-        raise bad_model(path, "gpt", err) from err
-    model.eval()
-    return model, ckpt
+    return load_model(path, "gpt", DialogueGPT, map_location)

@@ -40,10 +40,15 @@ def _time_panel(ax, scaling: dict, title: str) -> None:
             ax.scatter(*zip(*out), s=110, facecolors="none", edgecolors="red", linewidths=1.2, zorder=5)
     if any(r.get("outliers") for r in scaling["methods"].values()):
         ax.scatter([], [], s=110, facecolors="none", edgecolors="red", label="flagged outlier")
+    _finish_t_axes(ax, scaling, "forward time, median (s)", title)
+
+
+def _finish_t_axes(ax, scaling: dict, ylabel: str, title: str) -> None:
+    """Log2 T axis with the fitted range shaded, grid, legend and title: the same on every panel."""
     ax.axvspan(min(scaling["fit_seq_lens"]), max(scaling["fit_seq_lens"]), color="0.93", zorder=0)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length T")
-    ax.set_ylabel("forward time, median (s)")
+    ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left")
     ax.set_title(title, fontsize=10)
@@ -69,13 +74,8 @@ def plot_scaling(scaling: dict, path: Path, gpu: dict | None = None) -> None:
     # naive/standard and RNN/rearranged nearly coincide in flops: distinct styles keep both visible.
     for (name, r), style in zip(scaling["methods"].items(), STYLES):
         ax.loglog(T, r["flops"], **style, label=f"{r['label']}  (slope {r['slope_flops']:.2f})")
-    ax.axvspan(min(scaling["fit_seq_lens"]), max(scaling["fit_seq_lens"]), color="0.93", zorder=0)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("floating-point operations (counted)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7.5, loc="upper left")
-    ax.set_title(f"counted flops (d = {scaling['d']}, d_hidden = {scaling['d_hidden']})", fontsize=10)
+    _finish_t_axes(ax, scaling, "floating-point operations (counted)",
+                   f"counted flops (d = {scaling['d']}, d_hidden = {scaling['d_hidden']})")
     save_svg(fig, path)
     plt.close(fig)
 

@@ -160,16 +160,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[VisionTransfo
     The file is loaded with weights_only (see attnlab.checkpoint): a foreign,
     truncated or GPT checkpoint raises CheckpointError, a ValueError.
     """
-    from attnlab.checkpoint import bad_model
-    from attnlab.checkpoint import load_checkpoint as load_checked
+    from attnlab.checkpoint import load_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ViT checkpoint {path} does not exist; train one with python -m attnlab.vit.train")
-    ckpt = load_checked(path, "vit", map_location)
-    try:
-        model = VisionTransformer(**ckpt["model_config"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
-        raise bad_model(path, "vit", err) from err
-    return model.eval(), ckpt
+    return load_model(path, "vit", VisionTransformer, map_location)
