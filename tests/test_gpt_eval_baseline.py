@@ -30,7 +30,7 @@ def built(tmp_path_factory):
     assert ngram.main(["--data", str(out / "dialogues.pt"), "--vocab", str(out / "vocab.json"),
                        "--vocab-report", str(out / "vocab_report.json"), "--source", str(source),
                        "--val-text", str(out / "val.txt"), "--out", str(d / "ngram.json")]) == 0
-    data = torch.load(out / "dialogues.pt", weights_only=False)
+    data = torch.load(out / "dialogues.pt", weights_only=True)
     torch.manual_seed(0)
     cfg = {"vocab_size": data["vocab_size"], "d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 32,
            "dropout": 0.0, "pad_id": data["pad_id"], "tie_weights": True}

@@ -113,8 +113,8 @@ def _assert_same_outputs(slurm: "os.PathLike", local: "os.PathLike") -> None:
     for name in ("data/cifar10/manifest.json", "data/shakespeare/vocab_report.json", "checks/module_checks.json"):
         assert without_timing(slurm / name) == without_timing(local / name), name
     for split in ("train", "test"):
-        a = torch.load(slurm / f"data/cifar10/{split}.pt", weights_only=False)
-        b = torch.load(local / f"data/cifar10/{split}.pt", weights_only=False)
+        a = torch.load(slurm / f"data/cifar10/{split}.pt", weights_only=True)
+        b = torch.load(local / f"data/cifar10/{split}.pt", weights_only=True)
         assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])
 
     theory_s = json.loads((slurm / "theory/rnn_vs_attention.json").read_text())
@@ -126,8 +126,8 @@ def _assert_same_outputs(slurm: "os.PathLike", local: "os.PathLike") -> None:
     # GPT training is seeded and single-threaded: same losses, same weights
     cols = lambda p: [line.split(",")[:7] for line in p.read_text().splitlines()]  # epoch..lr, no timings
     assert cols(slurm / "gpt/main/metrics.csv") == cols(local / "gpt/main/metrics.csv")
-    sa = torch.load(slurm / "gpt/main/checkpoint.pt", weights_only=False)["state_dict"]
-    sb = torch.load(local / "gpt/main/checkpoint.pt", weights_only=False)["state_dict"]
+    sa = torch.load(slurm / "gpt/main/checkpoint.pt", weights_only=True)["state_dict"]
+    sb = torch.load(local / "gpt/main/checkpoint.pt", weights_only=True)["state_dict"]
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

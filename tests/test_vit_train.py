@@ -50,7 +50,7 @@ def test_outputs_follow_the_formats(prepared, tmp_path):
     assert metrics["epoch"].tolist() == [1, 2]
     assert metrics[["train_loss", "val_loss"]].notna().all().all()
     assert ((metrics["val_acc"] >= 0) & (metrics["val_acc"] <= 1)).all()
-    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert {"model_config", "state_dict", "classes", "config", "epoch"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and len(ckpt["classes"]) == 10
     on_disk = read_json(tmp_path / "train_summary.json")
@@ -79,8 +79,8 @@ def test_interrupted_run_resumes_to_identical_results(prepared, tmp_path):
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")
     pd.testing.assert_frame_equal(a[vt.DETERMINISTIC_COLUMNS], b[vt.DETERMINISTIC_COLUMNS], rtol=0, atol=1e-6)
-    sa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["state_dict"]
-    sb = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["state_dict"]
+    sa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["state_dict"]
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
     # And the resumed run did not simply repeat epoch 1's numbers: training moved the weights.
