@@ -1,6 +1,6 @@
-"""What the two trainers share: schedule, time budget, device check, resume state, metrics, curves.
+"""What the two trainers share: schedule, time budget, weight EMA, device check, resume state, metrics, curves.
 
-Plain functions and one small class; the training loops themselves stay in
+Plain functions and two small classes; the training loops themselves stay in
 ``attnlab.vit.train`` and ``attnlab.gpt.train``, written out as nanoGPT's is.
 Every failure a user can cause raises one exception type with a one-line
 message: ``DivergenceError`` (the loss stopped being finite) and
@@ -9,6 +9,7 @@ message: ``DivergenceError`` (the loss stopped being finite) and
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -29,6 +30,45 @@ CALIBRATION_EPOCHS = 2  # epochs measured before a time budget fits the schedule
 
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class WeightEMA:
+    """Exponential moving average of a model's weights, updated after each optimizer step.
+
+    ``avg <- avg + (1 - d) * (w - avg)`` over parameters and floating buffers, with
+    d = min(decay, (1 + n) / (10 + n)) after n updates so early averages are not
+    dominated by the initial weights (the ``num_updates`` warm-up of
+    TensorFlow's ExponentialMovingAverage). Not
+    ``torch.optim.swa_utils.AveragedModel``: its update reads its step counter
+    from the device, a host sync per step. ``module`` is an eval-mode copy.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = float(decay)
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def _pairs(self, model: torch.nn.Module) -> tuple[list, list]:
+        ema = [t for t in [*self.module.parameters(), *self.module.buffers()] if t.is_floating_point()]
+        live = [t.detach() for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+        return ema, live
+
+    def decay_now(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = self.decay_now()
+        ema, live = self._pairs(model)
+        torch._foreach_lerp_(ema, live, 1.0 - d)
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.module.load_state_dict(state["module"])
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr_ratio: float = 0.0) -> float:
@@ -172,6 +212,13 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path, panels: Sequence[
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
+
+
+def compile_setting(setting: bool | str, device: torch.device) -> bool | str:
+    """Resolve ``auto``: CUDA graphs (``reduce-overhead``) on CUDA, where a step is launch-bound; eager elsewhere."""
+    if setting == "auto":
+        return "reduce-overhead" if device.type == "cuda" else False
+    return setting
 
 
 def compile_model(model: torch.nn.Module, setting: bool | str, family: str, **kwargs: Any):

@@ -3,7 +3,9 @@
 ``python -m attnlab.vit.evaluate --checkpoint CKPT --data SOURCE --out JSON [--confusion PNG]``
 where SOURCE is anything ``attnlab.data.cifar10.load_split`` accepts (prepared
 folder or .pt file, official tarball or its extracted folder, ImageFolder folder
-or .tar.gz with a ``test/`` split). The JSON records the source it used.
+or .tar.gz with a ``test/`` split). The JSON records the source it used, the
+plain accuracy (``test_accuracy``, the headline figure) and, labelled apart,
+the accuracy with horizontal-flip test-time augmentation.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ from attnlab.vit.model import load_checkpoint
 
 @torch.no_grad()
 def evaluate_arrays(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-                    batch_size: int = 1024, amp: bool = True) -> tuple[float, float, torch.Tensor]:
-    """Mean cross-entropy, accuracy and predictions (N,) of ``model`` on uint8 images (N, 3, H, W)."""
+                    batch_size: int = 1024, amp: bool = True, flip_tta: bool = False
+                    ) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and predictions (N,) of ``model`` on uint8 images (N, 3, H, W).
+
+    ``flip_tta`` scores the mean of the logits of each image and its mirror image.
+    """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -34,7 +40,9 @@ def evaluate_arrays(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         x = normalize(images[i:i + batch_size].to(device, non_blocking=True))
         y = labels[i:i + batch_size].to(device, non_blocking=True)
         with autocast(device, amp):
-            logits = model(x)
+            logits = model(x).float()
+            if flip_tta:
+                logits = (logits + model(x.flip(3)).float()) / 2
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         preds.append(logits.argmax(dim=1))
     model.train(was_training)
@@ -57,6 +65,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", bat
         raise ValueError(f"{data} has classes {classes} but {checkpoint} was trained on {list(trained_on)}")
     labels = split["labels"].long()
     _, acc, preds = evaluate_arrays(model, split["images"], labels, dev, batch_size, amp=dev.type == "cuda")
+    _, acc_tta, preds_tta = evaluate_arrays(model, split["images"], labels, dev, batch_size,
+                                            amp=dev.type == "cuda", flip_tta=True)
     k = len(classes)
     confusion = torch.bincount(labels * k + preds, minlength=k * k).view(k, k)
     per_class = {c: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else None
@@ -65,6 +75,10 @@ def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", bat
         "test_accuracy": acc,
         "n_test": len(labels),
         "n_correct": int(confusion.diag().sum()),
+        "test_accuracy_flip_tta": acc_tta,
+        "n_correct_flip_tta": int((preds_tta == labels).sum()),
+        "tta": "flip: the class with the highest mean logit over the image and its mirror image",
+        "weights": ckpt.get("weights", "last"),
         "source": str(split.get("source", data)),
         "checkpoint": str(checkpoint),
         "epoch": ckpt.get("epoch"),
@@ -122,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, result)
     if args.confusion:
         plot_confusion(result, args.confusion)
-    print(f"test accuracy {result['test_accuracy']:.4f} on {result['n_test']} images from {result['source']}")
+    print(f"test accuracy {result['test_accuracy']:.4f} on {result['n_test']} images from {result['source']} "
+          f"({result['test_accuracy_flip_tta']:.4f} with flip test-time augmentation)")
     return 0
 
 

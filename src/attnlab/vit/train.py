@@ -4,9 +4,11 @@
 
 The recipe is the ``vit`` section of config/config.yaml (GPU sizes) or
 config/cpu.yaml: AdamW without decay on norms, biases and embeddings, linear
-warm-up then per-step cosine decay, label smoothing, crop/flip and
-mixup/cutmix on whole batches where the data lives (``attnlab.vit.augment``),
-bf16 autocast on CUDA. With ``time_budget_s`` the cosine schedule is fitted
+warm-up then per-step cosine decay, label smoothing, an optional
+torchvision policy (AutoAugment, ...), crop/flip and mixup/cutmix on whole
+batches where the data lives (``attnlab.vit.augment``), an optional EMA of
+the weights (then validated and saved instead of the raw weights), bf16
+autocast on CUDA. With ``time_budget_s`` the cosine schedule is fitted
 to the budget after two measured epochs, and the run stops early, mid-epoch
 if need be, rather than run past it. Every epoch the full training state goes
 to ``DIR/resume/state.pt``; a restarted run continues from there and ends
@@ -33,7 +35,7 @@ from attnlab.io import torch_save, write_json
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
                               weight_decay_groups)
 from attnlab.training import CALIBRATION_EPOCHS, DivergenceError, TimeBudget
-from attnlab.vit.augment import mix_batch, normalize, random_crop_flip
+from attnlab.vit.augment import POLICIES, apply_policy, make_policy, mix_batch, normalize, random_crop_flip
 from attnlab.vit.evaluate import evaluate_arrays
 from attnlab.vit.model import VisionTransformer
 
@@ -86,6 +88,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     mc, tc = cfg["model"], cfg["train"]
     if tc["augment"] not in ("crop_flip", "flip", "none"):
         raise ConfigError(f"vit.train.augment must be crop_flip, flip or none, got {tc['augment']!r}")
+    if tc["policy"] not in POLICIES:
+        raise ConfigError(f"vit.train.policy must be one of {', '.join(POLICIES)}, got {tc['policy']!r}")
     out_dir = Path(out_dir)
     resume_path = out_dir / "resume" / "state.pt"
     run_digest = digest({"model": mc, "train": tc})
@@ -112,7 +116,9 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     model = VisionTransformer(**model_config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     opt = make_adamw(param_groups(model, tc["weight_decay"]), tc["lr"], betas=(0.9, 0.999))
-    fwd = training.compile_model(model, tc["compile"], "vit")
+    fwd = training.compile_model(model, training.compile_setting(tc["compile"], device), "vit")
+    ema = training.WeightEMA(model, tc["ema_decay"]) if tc["ema_decay"] else None
+    policy = make_policy(tc["policy"])
 
     batch_size = min(int(tc["batch_size"]), n_train)
     steps_per_epoch = n_train // batch_size  # drop the ragged last batch: fixed shapes, no tiny noisy step
@@ -120,7 +126,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     rngs = {"order": torch.Generator().manual_seed(tc["seed"] + 1),
             "augment": torch.Generator(device=device).manual_seed(tc["seed"] + 2)}
     np_rng = np.random.default_rng(tc["seed"] + 3)
-    mixing = tc["mixup_alpha"] > 0 or tc["cutmix_alpha"] > 0
+    mixing = (tc["mixup_alpha"] > 0 or tc["cutmix_alpha"] > 0) and tc["mix_prob"] > 0
 
     state = {"epoch": 0, "step": 0, "total_epochs": int(tc["epochs"]), "calibrated": False,
              "rows": [], "train_seconds": 0.0, "save_seconds": 0.0, "out_of_time": False}
@@ -128,6 +134,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         training.restore_rng(saved["rng"], rngs, np_rng)
         state = saved["state"]
         print(f"[vit] resuming {out_dir} after epoch {state['epoch']}/{state['total_epochs']}", file=sys.stderr)
@@ -155,17 +163,20 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
                 state["out_of_time"] = True
                 break
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            x, y = normalize(images[idx]), labels[idx]
+            x, y = normalize(apply_policy(images[idx], policy, tc["policy_groups"])), labels[idx]
             if tc["augment"] != "none":
                 pad = tc["crop_padding"] if tc["augment"] == "crop_flip" else 0
                 x = random_crop_flip(x, pad, rngs["augment"])
             lr = training.lr_at(state["step"], total_steps, warmup_steps, tc["lr"])
             for g in opt.param_groups:
                 g["lr"] = lr
+            # Mixing stops for the last mix_stop_frac of the steps: the end of the
+            # schedule fits the unmixed images the model is tested on.
+            mix_now = mixing and state["step"] < (1.0 - tc["mix_stop_frac"]) * total_steps
             with autocast(device, amp):
-                if mixing:
+                if mix_now:
                     x, target = mix_batch(x, y, len(classes), tc["mixup_alpha"], tc["cutmix_alpha"], np_rng,
-                                          tc["label_smoothing"])
+                                          tc["label_smoothing"], tc["mix_prob"])
                     logits = fwd(x)
                     loss = torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
                 else:
@@ -176,6 +187,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
             if tc["grad_clip"]:
                 nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
             opt.step()
+            if ema is not None:
+                ema.update(model)
             state["step"] += 1
             steps += 1
             loss_sum += loss.detach() * len(y)
@@ -192,7 +205,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
         train_loss = loss_sum.item() / n_seen
         training.check_finite(train_loss, "vit", epoch, steps, lr, tc["grad_clip"], resume_path.parent)
         t_val = training.now()
-        val_loss, val_acc, _ = evaluate_arrays(model, val_images, val_labels, device, tc["eval_batch_size"], amp)
+        kept = ema.module if ema is not None else model  # the weights the checkpoint will hold
+        val_loss, val_acc, _ = evaluate_arrays(kept, val_images, val_labels, device, tc["eval_batch_size"], amp)
         seconds = training.now() - t0
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / n_seen,
                "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": seconds,
@@ -218,6 +232,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
         t_save = training.now()
         state["train_seconds"] = budget.spent()
         training.save_resume(resume_path, run_digest, model=model.state_dict(), optimizer=opt.state_dict(),
+                             ema=None if ema is None else ema.state_dict(),
                              rng=training.capture_rng(rngs, np_rng), state=state)
         state["save_seconds"] = training.now() - t_save
         state["val_save_seconds"] = state["save_seconds"] + t_save - t_val
@@ -228,11 +243,14 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
         raise ConfigError(f"vit.train.time_budget_s={tc['time_budget_s']} left no time for a single step")
     training.write_metrics(rows, METRIC_COLUMNS, out_dir / "metrics.csv")
     training.plot_curves(rows, out_dir / "curves.png", CURVE_PANELS, "ViT training")
-    torch_save({"family": "vit", "model_config": model_config, "state_dict": model.state_dict(),
-                "classes": classes, "config": cfg, "epoch": state["epoch"]}, out_dir / "checkpoint.pt")
+    kept = ema.module if ema is not None else model
+    torch_save({"family": "vit", "model_config": model_config, "state_dict": kept.state_dict(),
+                "weights": "ema" if ema is not None else "last", "classes": classes, "config": cfg,
+                "epoch": state["epoch"]}, out_dir / "checkpoint.pt")
     summary = {
         "device": str(device), "hardware": describe_hardware(device), "n_params": n_params,
-        "epochs": state["epoch"], "planned_epochs": int(tc["epochs"]),
+        "epochs": state["epoch"], "planned_epochs": int(tc["epochs"]), "steps": state["step"],
+        "weights": "ema" if ema is not None else "last",
         "train_seconds": state["train_seconds"], "time_budget_s": tc["time_budget_s"],
         "stopped_by_budget": bool(tc["time_budget_s"]) and state["epoch"] < int(tc["epochs"]),
         "final_val_acc": rows[-1]["val_acc"],

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The whole GPU session of 2026-11-27, as one script (the lent machine gives 15 minutes in all):
+#   0. unpack .gpu-kit (built by ../shared/tools/gpu-kit.sh), prepare the data with the pipeline's rules;
+#   1. rank candidates side by side on the one GPU for at most RANK_S seconds:
+#      - GPT presets (rank.py gpt): each a full run under a time budget, ranked by the kept
+#        epoch's validation loss (the validation split, as the pipeline selects epochs);
+#      - two ViT recipes at a fixed 40 epochs on a 45k/5k split of the TRAINING images, so
+#        the choice never sees the 2,000 test images the pipeline reports;
+#   2. write the winners as a config file (rank.py pick) and run the whole default pipeline
+#      with it, exactly as `.gpu-kit/run.sh` does, keeping its benchmarks and logs.
+# Run from the checkout's root on the lent machine:  bash docs/measurements/gpu-2026-11-27/session.sh
+set -u
+export PYTHONUNBUFFERED=1 NLTK_DATA=/tmp/nltk-empty
+here=docs/measurements/gpu-2026-11-27
+root=$PWD; kit=$root/.gpu-kit; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/rank"
+RANK_S=${RANK_S:-125}
+t0=$(date +%s); stamp() { echo "[session] +$(( $(date +%s) - t0 ))s $*"; }
+mkdir -p /tmp/site && tar xJf "$kit/site.txz" -C /tmp && tar xJf "$kit/typst.txz" -C /tmp/site || exit 1
+export PYTHONPATH=$root/src:/tmp/site
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch, torchvision, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__)"
+nproc
+cat > "$kit/offline.yaml" <<YAML
+data:
+  cifar10: {path: $kit/data/cifar10-jpeg.tar.gz}
+  shakespeare: {path: $kit/data/tinyshakespeare.txt}
+YAML
+SMK=(python3 -m snakemake --cores all --keep-going)
+
+stamp "0. data"
+"${SMK[@]}" results/data/cifar10/train.pt results/data/shakespeare/dialogues.pt --configfile "$kit/offline.yaml" \
+    > "$OUT/snakemake-data.log" 2>&1 || { tail -30 "$OUT/snakemake-data.log"; exit 1; }
+
+stamp "1. ranking (at most ${RANK_S}s)"
+python3 $here/rank.py setup /tmp/rank results/data/cifar10/train.pt || exit 1
+pids=()
+for cfg in /tmp/rank/gpt-*.yaml; do
+  name=$(basename "$cfg" .yaml)
+  timeout "$RANK_S" python3 -m attnlab.gpt.train --data results/data/shakespeare/dialogues.pt \
+      --vocab results/data/shakespeare/vocab.json --config "$cfg" --out-dir "/tmp/rank/$name" \
+      > "$OUT/rank/$name.log" 2>&1 & pids+=($!)
+done
+for cfg in /tmp/rank/vit-*.yaml; do
+  name=$(basename "$cfg" .yaml)
+  timeout "$RANK_S" python3 -m attnlab.vit.train --data /tmp/rank/holdout --config "$cfg" --out-dir "/tmp/rank/$name" \
+      > "$OUT/rank/$name.log" 2>&1 & pids+=($!)
+done
+wait "${pids[@]}"
+python3 $here/rank.py pick /tmp/rank "$OUT/rank" > "$OUT/winner.yaml"; cat "$OUT/rank/ranking.txt"; cat "$OUT/winner.yaml"
+
+stamp "2. the default pipeline with the winners"
+start=$(date +%s)
+"${SMK[@]}" --configfile "$kit/offline.yaml" "$OUT/winner.yaml" > "$OUT/snakemake.log" 2>&1
+code=$?
+stamp "snakemake exit $code after $(( $(date +%s) - start )) s"
+for f in results/benchmarks/*/*.tsv; do [ -f "$f" ] && echo "$f $(tail -1 "$f" | cut -f1) s"; done
+grep -h "error" results/logs/*.log 2>/dev/null | tail -20
+tar czf "$OUT/results.tgz" --exclude='*.pt' results 2>/dev/null
+exit $code
