@@ -13,7 +13,7 @@ set -u
 export PYTHONUNBUFFERED=1 NLTK_DATA=/tmp/nltk-empty
 here=docs/measurements/gpu-2026-11-27
 root=$PWD; kit=$root/.gpu-kit; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/rank"
-RANK_S=${RANK_S:-125}
+RANK_S=${RANK_S:-115}
 t0=$(date +%s); stamp() { echo "[session] +$(( $(date +%s) - t0 ))s $*"; }
 mkdir -p /tmp/site && tar xJf "$kit/site.txz" -C /tmp && tar xJf "$kit/typst.txz" -C /tmp/site || exit 1
 export PYTHONPATH=$root/src:/tmp/site
@@ -50,8 +50,12 @@ python3 $here/rank.py pick /tmp/rank "$OUT/rank" > "$OUT/winner.yaml"; cat "$OUT
 
 stamp "2. the default pipeline with the winners"
 start=$(date +%s)
+# Should the lent machine's time run out, the logs and benchmarks so far still come back.
+( while sleep 15; do mkdir -p "$OUT/live"; cp -r results/logs results/benchmarks "$OUT/live/" 2>/dev/null; done ) &
+live=$!
 "${SMK[@]}" --configfile "$kit/offline.yaml" "$OUT/winner.yaml" > "$OUT/snakemake.log" 2>&1
 code=$?
+kill $live 2>/dev/null; rm -rf "$OUT/live"
 stamp "snakemake exit $code after $(( $(date +%s) - start )) s"
 for f in results/benchmarks/*/*.tsv; do [ -f "$f" ] && echo "$f $(tail -1 "$f" | cut -f1) s"; done
 grep -h "error" results/logs/*.log 2>/dev/null | tail -20
