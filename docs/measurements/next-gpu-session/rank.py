@@ -1,4 +1,4 @@
-"""Candidates of the 2026-11-27 GPU session, and the pick of the winners (see session.sh).
+"""Candidates of the next GPU session, and the pick of the winners (see session.sh).
 
     python3 rank.py setup DIR TRAIN_PT   # candidate configs + a 45k/5k split of the training images
     python3 rank.py pick DIR LOGDIR      # ranking.txt in LOGDIR; the winners' config file on stdout
@@ -26,11 +26,15 @@ GPT = {
 }
 GPT_RANK_TRAIN = {"time_budget_s": 100}
 
-# ViT: the default recipe (AutoAugment, EMA, no mixing) against the same with half the batches
-# mixed (mixing off for the last 15% of steps), a fixed 30 epochs each on the held-out split.
+# ViT: the recipe the published ViT-Lite-7/4 result used (AutoAugment, crop/flip, no mixing), with
+# more and smaller steps and a weight EMA, against the same with half the batches mixed (mixing
+# off for the last 15% of steps); a fixed 30 epochs each on the held-out split. Overrides of
+# config/config.yaml, which holds the measured 85.5% recipe until the winner replaces it.
+VIT_RECIPE = {"epochs": 400, "batch_size": 512, "lr": 0.001, "warmup_epochs": 5, "policy": "autoaugment",
+              "policy_groups": 8, "mix_prob": 0.0, "ema_decay": 0.999, "time_budget_s": 275}
 VIT = {
-    "vit-a": {"train": {}},
-    "vit-b": {"train": {"mix_prob": 0.5, "mix_stop_frac": 0.15}},
+    "vit-a": {"train": dict(VIT_RECIPE)},
+    "vit-b": {"train": {**VIT_RECIPE, "mix_prob": 0.5, "mix_stop_frac": 0.15}},
 }
 VIT_RANK_TRAIN = {"epochs": 30, "warmup_epochs": 3, "time_budget_s": None}
 
@@ -88,12 +92,11 @@ def pick(out: Path, logdir: Path) -> None:
             lines.append(f"{n}: {json.dumps(VIT[n])} -> held-out accuracy {c[e]:.4f} at epoch {e} "
                          f"(last epoch reached: {max(c)})")
         best = max(curves, key=lambda n: curves[n][e])
-        if VIT[best]["train"]:
-            winner["vit"] = VIT[best]
+        winner["vit"] = VIT[best]
         lines.append(f"ViT winner: {best}")
     else:
         # No ViT candidate finished an epoch: the compiled path is the new suspect, so run eagerly.
-        winner["vit"] = {"train": {"compile": False}}
+        winner["vit"] = {"train": {**VIT_RECIPE, "compile": False}}
         lines.append("ViT: no candidate finished an epoch; the pipeline runs with compile: false")
     (logdir / "ranking.txt").write_text("\n".join(lines) + "\n")
     for n in [*GPT, *VIT]:

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The whole GPU session of 2026-11-27, as one script (the lent machine gives 15 minutes in all):
+# The next GPU session (issues 12 and 13), as one script: prepared on 2026-11-27, when no GPU was lent,
+# and not run yet. The lent machine gives 15 minutes in all, so this is one call of ~8-9 minutes:
 #   0. unpack .gpu-kit (built by ../shared/tools/gpu-kit.sh), prepare the data with the pipeline's rules;
-#   1. rank candidates side by side on the one GPU for at most RANK_S seconds:
-#      - GPT presets (rank.py gpt): each a full run under a time budget, ranked by the kept
-#        epoch's validation loss (the validation split, as the pipeline selects epochs);
-#      - two ViT recipes at a fixed 40 epochs on a 45k/5k split of the TRAINING images, so
+#   1. rank candidates side by side on the one GPU for at most RANK_S seconds (rank.py):
+#      - GPT presets: each a full run under a 100 s budget, ranked by the kept epoch's
+#        validation loss (the validation split, on which the pipeline also selects epochs);
+#      - two ViT recipes at a fixed 30 epochs on a 45k/5k split of the TRAINING images, so
 #        the choice never sees the 2,000 test images the pipeline reports;
 #   2. write the winners as a config file (rank.py pick) and run the whole default pipeline
-#      with it, exactly as `.gpu-kit/run.sh` does, keeping its benchmarks and logs.
-# Run from the checkout's root on the lent machine:  bash docs/measurements/gpu-2026-11-27/session.sh
+#      with it, as `.gpu-kit/run.sh` does, keeping its benchmarks and logs.
+# Afterwards: move the logs to docs/measurements/<gpu>-<date>/ and, if the winners meet the issues'
+# targets, copy winner.yaml's values into config/config.yaml: the default is then exactly the
+# config that was measured (same digests, so the results on the GPU box stay current).
+# Run from the checkout's root:  device run, carry [".gpu-kit"], timeout 595:
+#   bash docs/measurements/next-gpu-session/session.sh 2>&1 | tail -80
 set -u
 export PYTHONUNBUFFERED=1 NLTK_DATA=/tmp/nltk-empty
-here=docs/measurements/gpu-2026-11-27
+here=docs/measurements/next-gpu-session
 root=$PWD; kit=$root/.gpu-kit; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/rank"
 RANK_S=${RANK_S:-115}
 t0=$(date +%s); stamp() { echo "[session] +$(( $(date +%s) - t0 ))s $*"; }
