@@ -132,8 +132,13 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         gen = torch.Generator().manual_seed(tcfg["seed"] * 1000 + epoch)  # epoch order, resume-proof
         batches = bucketed_batches(lengths, tcfg["batch_size"], gen)
         progress = Progress(len(batches), f"gpt epoch {epoch}/{state['total_epochs']}")
-        t0, loss_sum, n_targets, n_tokens, steps = training.now(), 0.0, 0, 0, 0
-        for idx in batches:
+        t0, steps, shown_loss = training.now(), 0, float("nan")
+        # Summed on the device and read once an epoch: a .item() per step would wait for the GPU every
+        # step. float64 sums the float32 losses exactly as the Python floats did (MPS has no float64).
+        loss_sum = torch.zeros((), device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
+        n_targets = torch.zeros((), device=device, dtype=torch.long)
+        n_tokens = torch.zeros((), device=device, dtype=torch.long)
+        for i, idx in enumerate(batches):
             # Validation, samples and the save must still fit after the next step (estimated until
             # measured as half a training step per batch of validation dialogues plus one step).
             after = state.get("val_save_seconds") or step_seconds * (len(data["val"]) / tcfg["batch_size"] / 2 + 1)
@@ -148,8 +153,10 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             with autocast(device, amp):
                 logits = fwd(ids, mask)
             loss = loss_fn(logits, ids, mask)
-            training.check_finite(loss.item(), "gpt", epoch, state["step"], lr, tcfg["grad_clip"],
-                                  resume_path.parent)
+            if i % 25 == 0 or i == len(batches) - 1:  # one host sync every 25 steps
+                shown_loss = loss.item()
+                training.check_finite(shown_loss, "gpt", epoch, state["step"], lr, tcfg["grad_clip"],
+                                      resume_path.parent)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg["grad_clip"]:
@@ -157,23 +164,25 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             opt.step()
             state["step"] += 1
             steps += 1
-            n = int(mask[:, 1:].sum())
-            loss_sum += loss.item() * n
+            n = mask[:, 1:].sum()
+            loss_sum += loss.detach().to(loss_sum.dtype) * n
             n_targets += n
-            n_tokens += int(mask.sum())
-            progress.update(loss=loss.item(), lr=lr)
+            n_tokens += mask.sum()
+            progress.update(loss=shown_loss, lr=lr)
             step_seconds = (training.now() - t0) / steps
         if steps == 0:  # out of time before this epoch could start
             break
+        train_loss = loss_sum.item() / max(n_targets.item(), 1)  # waits for the queued steps: timed with them
         seconds = training.now() - t0
+        training.check_finite(train_loss, "gpt", epoch, state["step"], lr, tcfg["grad_clip"], resume_path.parent)
 
         t_val = training.now()
         scores = score_dialogues(model, data["val"], data["pad_id"], data["unk_id"],
                                  tcfg["eval_batch_size"], device=device, amp=amp)
         val = summarize(scores, data["val_chars"])
-        row = {"epoch": epoch, "train_loss": loss_sum / max(n_targets, 1), "val_loss": val["val_loss"],
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["val_loss"],
                "val_perplexity": val["val_perplexity"], "val_bits_per_char": val["val_bits_per_char"],
-               "unk_rate": val["unk_rate"], "lr": lr, "seconds": seconds, "tokens_per_s": n_tokens / seconds}
+               "unk_rate": val["unk_rate"], "lr": lr, "seconds": seconds, "tokens_per_s": n_tokens.item() / seconds}
         state["rows"].append(row)
         state["epoch"] = epoch
         if training.best_epoch(state["rows"], "val_loss") == epoch:
