@@ -65,6 +65,25 @@ def _write_progress(out_dir: Path, rows: list[dict], samples: list[dict]) -> Non
     training.plot_curves(rows, out_dir / "curves.png", CURVE_PANELS, "DialogueGPT training")
 
 
+def drop_words(ids: torch.Tensor, mask: torch.Tensor, unk_id: int, p: float,
+               generator: torch.Generator) -> torch.Tensor:
+    """A copy of ``ids`` (B, T) with each real token after the first replaced by ``unk_id`` with probability ``p``.
+
+    Position 0 (the start token, or a window's context token) and padding
+    (``mask`` 0) are never replaced. ``generator`` lives on ``ids``' device;
+    with ``p == 0`` nothing is drawn from it, so a run without word dropout
+    is unchanged by its existence.
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f"word dropout must be in [0, 1), got {p}")
+    if p == 0:
+        return ids.clone()
+    drop = torch.rand(ids.shape, generator=generator, device=ids.device) < p
+    drop &= mask.bool()
+    drop[:, 0] = False
+    return ids.masked_fill(drop, unk_id)
+
+
 def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, out_dir: str | Path,
           stop_after_epochs: Optional[int] = None, log=None) -> dict:
     """Train (or resume) one run; returns train_summary.json's content.
