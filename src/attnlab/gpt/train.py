@@ -5,6 +5,9 @@
 Every training dialogue is one example, starting with the start token; the
 few longer than ``max_len`` are cut into pieces that overlap by one token, so
 every target is trained on. Batches group dialogues of similar length.
+With ``train.word_dropout`` p > 0 each input word of a training
+batch (not the first token, not padding) is replaced by ``<unk>`` with
+probability p, while the targets stay the real words (:func:`drop_words`).
 Validation scores every target of every validation dialogue
 (:mod:`attnlab.gpt.scoring`). The run keeps the epoch with the lowest
 validation loss (``train.keep: best``) or the last one, stays inside
@@ -96,6 +99,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     tcfg = cfg["train"]
     if tcfg["keep"] not in ("best", "last"):
         raise cfgmod.ConfigError(f"gpt.train.keep must be best or last, got {tcfg['keep']!r}")
+    if not 0 <= tcfg["word_dropout"] < 1:
+        raise cfgmod.ConfigError(f"gpt.train.word_dropout must be in [0, 1), got {tcfg['word_dropout']!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if tcfg["num_threads"]:
@@ -124,6 +129,9 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     opt = make_adamw(weight_decay_groups(model, tcfg["weight_decay"]), tcfg["lr"], betas=(0.9, 0.95))
     fwd = training.compile_model(model, tcfg["compile"], "gpt", dynamic=True)
     loss_fn = DialogueLoss()
+    # Its own stream, saved with the resume state: apart from the global one (init, dropout) and the
+    # epoch orders (seed * 1000 + epoch), and on the device so that drawing needs no host copy.
+    rngs = {"word_dropout": torch.Generator(device=device).manual_seed(tcfg["seed"] + 2**32)}
 
     resume_path = out_dir / "resume" / "state.pt"
     state = {"epoch": 0, "step": 0, "total_epochs": int(tcfg["epochs"]), "calibrated": False, "rows": [],
@@ -133,7 +141,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        training.restore_rng(saved["rng"], {})
+        training.restore_rng(saved["rng"], rngs)
         state = saved["state"]
         log(f"[gpt] resuming {out_dir} after epoch {state['epoch']}/{state['total_epochs']}")
 
@@ -169,9 +177,10 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             lr = training.lr_at(state["step"], total_steps, tcfg["warmup_steps"], tcfg["lr"], tcfg["min_lr_ratio"])
             for group in opt.param_groups:
                 group["lr"] = lr
+            inputs = drop_words(ids, mask, data["unk_id"], tcfg["word_dropout"], rngs["word_dropout"])
             with autocast(device, amp):
-                logits = fwd(ids, mask)
-            loss = loss_fn(logits, ids, mask)
+                logits = fwd(inputs, mask)
+            loss = loss_fn(logits, ids, mask)  # the targets stay the real words
             if i % 25 == 0 or i == len(batches) - 1:  # one host sync every 25 steps
                 shown_loss = loss.item()
                 training.check_finite(shown_loss, "gpt", epoch, state["step"], lr, tcfg["grad_clip"],
@@ -226,7 +235,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         t_save = training.now()
         state["train_seconds"] = budget.spent()
         training.save_resume(resume_path, cfg_digest, model=model.state_dict(), optimizer=opt.state_dict(),
-                             rng=training.capture_rng({}), state=state)
+                             rng=training.capture_rng(rngs), state=state)
         state["save_seconds"] = training.now() - t_save
         state["val_save_seconds"] = training.now() - t_val
         state["train_seconds"] = budget.spent()
