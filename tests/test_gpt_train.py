@@ -15,7 +15,8 @@ from attnlab.gpt import generate as gpt_gen
 from attnlab.gpt import train as gpt_train
 from attnlab.gpt.model import load_checkpoint
 from attnlab.config import ConfigError
-from attnlab.gpt.scoring import windows
+from attnlab.data.dialogues import collate_batch
+from attnlab.gpt.scoring import bucketed_batches, training_chunks, windows
 from attnlab.training import DivergenceError
 
 SPEAKERS = ["ROMEO", "JULIET", "First Citizen"]
@@ -102,25 +103,91 @@ def test_training_lowers_the_loss(corpus, tmp_path):
     assert m["val_loss"].iloc[-1] < m["val_loss"].iloc[0]
 
 
-def test_interrupted_run_resumes_to_identical_weights_and_metrics(corpus, straight, tmp_path):
+@pytest.mark.parametrize("word_dropout", [0.0, 0.3])
+def test_interrupted_run_resumes_to_identical_weights_and_metrics(corpus, straight, tmp_path, word_dropout):
+    cfg = json.loads(json.dumps(CFG))
+    cfg["train"]["word_dropout"] = word_dropout
+    ref = straight[0]
+    if word_dropout:  # its own uninterrupted run, which word dropout really changed
+        ref = tmp_path / "straight"
+        run_train(corpus, ref, cfg)
+        assert not pd.read_csv(ref / "metrics.csv")["train_loss"].equals(
+            pd.read_csv(straight[0] / "metrics.csv")["train_loss"])
     out = tmp_path / "run"
-    first = gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, stop_after_epochs=1,
+    first = gpt_train.train(cfg, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, stop_after_epochs=1,
                             log=lambda m: None)
     assert first == {"stopped_after_epoch": 1}
     assert not (out / "checkpoint.pt").exists()
     assert len(pd.read_csv(out / "metrics.csv")) == 1
     logs = []
-    gpt_train.train(CFG, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, log=logs.append)
+    gpt_train.train(cfg, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, log=logs.append)
     epochs_run = [m.split(":")[0] for m in logs if m.startswith("[gpt] epoch")]
     assert epochs_run == ["[gpt] epoch 2"]  # really resumed: epoch 1 was not trained again
     assert any("resuming" in m for m in logs)
-    a, b = pd.read_csv(straight[0] / "metrics.csv"), pd.read_csv(out / "metrics.csv")
+    a, b = pd.read_csv(ref / "metrics.csv"), pd.read_csv(out / "metrics.csv")
     cols = ["epoch", "train_loss", "val_loss", "val_bits_per_char", "unk_rate", "lr"]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
-    sa = load_checkpoint(straight[0] / "checkpoint.pt")[1]["state_dict"]
+    sa = load_checkpoint(ref / "checkpoint.pt")[1]["state_dict"]
     sb = load_checkpoint(out / "checkpoint.pt")[1]["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert (straight[0] / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
+    assert (ref / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
+
+
+def test_word_dropout_corrupts_the_inputs_but_the_loss_keeps_the_real_targets(corpus, tmp_path, monkeypatch):
+    """With p ~ 1 the first step's loss is, by hand, the cross-entropy of the model fed the start token
+    and <unk>s, against the original words of the same batch."""
+    d, tok, _ = corpus
+    first = {}
+
+    class Recording(gpt_train.DialogueGPT):
+        def forward(self, input_ids, input_mask=None, *args, **kwargs):
+            if self.training and "inputs" not in first:
+                first["inputs"] = input_ids.clone()
+                first["weights"] = {k: v.clone() for k, v in self.state_dict().items()}
+            return super().forward(input_ids, input_mask, *args, **kwargs)
+
+    class RecordingLoss(gpt_train.DialogueLoss):
+        def forward(self, logits, input_ids, input_mask=None):
+            loss = super().forward(logits, input_ids, input_mask)
+            if "loss" not in first:
+                first["loss"] = (float(loss.detach()), input_ids.clone())
+            return loss
+
+    monkeypatch.setattr(gpt_train, "DialogueGPT", Recording)
+    monkeypatch.setattr(gpt_train, "DialogueLoss", RecordingLoss)
+    cfg = json.loads(json.dumps(CFG))
+    cfg["model"]["dropout"] = 0.0  # a deterministic forward pass, to redo by hand
+    cfg["train"].update(epochs=1, word_dropout=0.999999)
+    run_train(corpus, tmp_path, cfg)
+
+    # The first batch, rebuilt from the data as the trainer orders it (seed 0, epoch 1).
+    data = torch.load(d / "dialogues.pt", weights_only=True)
+    chunks = training_chunks(data["train"], cfg["model"]["max_len"])
+    idx = bucketed_batches([len(c) for c in chunks], 8, torch.Generator().manual_seed(0 * 1000 + 1))[0]
+    batch = collate_batch([chunks[i] for i in idx], tok.pad_id)
+    ids, mask = batch["input_ids"], batch["input_mask"]
+    assert (ids[:, 1:][mask[:, 1:].bool()] != tok.unk_id).float().mean() > 0.9  # mostly real words to lose
+
+    expected_inputs = ids.clone()
+    expected_inputs[:, 1:][mask[:, 1:].bool()] = tok.unk_id  # start token and padding kept
+    assert torch.equal(first["inputs"], expected_inputs)
+    loss, targets = first["loss"]
+    assert torch.equal(targets, ids)
+
+    model, _ = load_checkpoint(tmp_path / "checkpoint.pt")
+    model.load_state_dict(first["weights"])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(expected_inputs, mask).double(), dim=-1)
+    keep = mask[:, 1:].bool()
+    nll_real = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0][keep]
+    nll_noisy = -logp[:, :-1].gather(-1, expected_inputs[:, 1:, None])[..., 0][keep]
+    assert loss == pytest.approx(float(nll_real.mean()), rel=1e-5)
+    assert abs(loss - float(nll_noisy.mean())) > 0.1  # the check tells the two targets apart
+
+
+def test_word_dropout_outside_0_1_is_refused(corpus, tmp_path):
+    with pytest.raises(ConfigError, match="gpt.train.word_dropout"):
+        run_train(corpus, tmp_path, {"train": {"word_dropout": 1.0}})
 
 
 def test_resume_state_from_another_config_is_refused(corpus, tmp_path):

@@ -99,6 +99,7 @@ def _merge(base: dict, over: dict) -> dict:
     ({"gpt": {"train": {"lrr": 0.1}}}, "gpt.train.lrr", "not a known key"),
     ({"vit": {"model": {"depth": "seven"}}}, "vit.model.depth", "is not of type 'integer'"),
     ({"data": {"shakespeare": {"val_fraction": 1.5}}}, "data.shakespeare.val_fraction", "maximum"),
+    ({"gpt": {"train": {"word_dropout": 1.0}}}, "gpt.train.word_dropout", "maximum"),
     ({"vit": {"runs": {"wide": {"model": {"dimm": 512}}}}}, "vit.runs.wide.model.dimm", "not a known key"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key, why):

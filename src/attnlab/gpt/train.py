@@ -5,6 +5,9 @@
 Every training dialogue is one example, starting with the start token; the
 few longer than ``max_len`` are cut into pieces that overlap by one token, so
 every target is trained on. Batches group dialogues of similar length.
+With ``train.word_dropout`` p > 0 each input word of a training
+batch (not the first token, not padding) is replaced by ``<unk>`` with
+probability p, while the targets stay the real words (:func:`drop_words`).
 Validation scores every target of every validation dialogue
 (:mod:`attnlab.gpt.scoring`). The run keeps the epoch with the lowest
 validation loss (``train.keep: best``) or the last one, stays inside
@@ -65,6 +68,25 @@ def _write_progress(out_dir: Path, rows: list[dict], samples: list[dict]) -> Non
     training.plot_curves(rows, out_dir / "curves.png", CURVE_PANELS, "DialogueGPT training")
 
 
+def drop_words(ids: torch.Tensor, mask: torch.Tensor, unk_id: int, p: float,
+               generator: torch.Generator) -> torch.Tensor:
+    """A copy of ``ids`` (B, T) with each real token after the first replaced by ``unk_id`` with probability ``p``.
+
+    Position 0 (the start token, or a window's context token) and padding
+    (``mask`` 0) are never replaced. ``generator`` lives on ``ids``' device;
+    with ``p == 0`` nothing is drawn from it, so a run without word dropout
+    is unchanged by its existence.
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f"word dropout must be in [0, 1), got {p}")
+    if p == 0:
+        return ids.clone()
+    drop = torch.rand(ids.shape, generator=generator, device=ids.device) < p
+    drop &= mask.bool()
+    drop[:, 0] = False
+    return ids.masked_fill(drop, unk_id)
+
+
 def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, out_dir: str | Path,
           stop_after_epochs: Optional[int] = None, log=None) -> dict:
     """Train (or resume) one run; returns train_summary.json's content.
@@ -77,6 +99,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     tcfg = cfg["train"]
     if tcfg["keep"] not in ("best", "last"):
         raise cfgmod.ConfigError(f"gpt.train.keep must be best or last, got {tcfg['keep']!r}")
+    if not 0 <= tcfg["word_dropout"] < 1:
+        raise cfgmod.ConfigError(f"gpt.train.word_dropout must be in [0, 1), got {tcfg['word_dropout']!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if tcfg["num_threads"]:
@@ -105,6 +129,9 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     opt = make_adamw(weight_decay_groups(model, tcfg["weight_decay"]), tcfg["lr"], betas=(0.9, 0.95))
     fwd = training.compile_model(model, tcfg["compile"], "gpt", dynamic=True)
     loss_fn = DialogueLoss()
+    # Its own stream, saved with the resume state: apart from the global one (init, dropout) and the
+    # epoch orders (seed * 1000 + epoch), and on the device so that drawing needs no host copy.
+    rngs = {"word_dropout": torch.Generator(device=device).manual_seed(tcfg["seed"] + 2**32)}
 
     resume_path = out_dir / "resume" / "state.pt"
     state = {"epoch": 0, "step": 0, "total_epochs": int(tcfg["epochs"]), "calibrated": False, "rows": [],
@@ -114,7 +141,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        training.restore_rng(saved["rng"], {})
+        training.restore_rng(saved["rng"], rngs)
         state = saved["state"]
         log(f"[gpt] resuming {out_dir} after epoch {state['epoch']}/{state['total_epochs']}")
 
@@ -132,8 +159,13 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         gen = torch.Generator().manual_seed(tcfg["seed"] * 1000 + epoch)  # epoch order, resume-proof
         batches = bucketed_batches(lengths, tcfg["batch_size"], gen)
         progress = Progress(len(batches), f"gpt epoch {epoch}/{state['total_epochs']}")
-        t0, loss_sum, n_targets, n_tokens, steps = training.now(), 0.0, 0, 0, 0
-        for idx in batches:
+        t0, steps, shown_loss = training.now(), 0, float("nan")
+        # Summed on the device and read once an epoch: a .item() per step would wait for the GPU every
+        # step. float64 sums the float32 losses exactly as the Python floats did (MPS has no float64).
+        loss_sum = torch.zeros((), device=device, dtype=torch.float32 if device.type == "mps" else torch.float64)
+        n_targets = torch.zeros((), device=device, dtype=torch.long)
+        n_tokens = torch.zeros((), device=device, dtype=torch.long)
+        for i, idx in enumerate(batches):
             # Validation, samples and the save must still fit after the next step (estimated until
             # measured as half a training step per batch of validation dialogues plus one step).
             after = state.get("val_save_seconds") or step_seconds * (len(data["val"]) / tcfg["batch_size"] / 2 + 1)
@@ -145,11 +177,14 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             lr = training.lr_at(state["step"], total_steps, tcfg["warmup_steps"], tcfg["lr"], tcfg["min_lr_ratio"])
             for group in opt.param_groups:
                 group["lr"] = lr
+            inputs = drop_words(ids, mask, data["unk_id"], tcfg["word_dropout"], rngs["word_dropout"])
             with autocast(device, amp):
-                logits = fwd(ids, mask)
-            loss = loss_fn(logits, ids, mask)
-            training.check_finite(loss.item(), "gpt", epoch, state["step"], lr, tcfg["grad_clip"],
-                                  resume_path.parent)
+                logits = fwd(inputs, mask)
+            loss = loss_fn(logits, ids, mask)  # the targets stay the real words
+            if i % 25 == 0 or i == len(batches) - 1:  # one host sync every 25 steps
+                shown_loss = loss.item()
+                training.check_finite(shown_loss, "gpt", epoch, state["step"], lr, tcfg["grad_clip"],
+                                      resume_path.parent)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg["grad_clip"]:
@@ -157,23 +192,25 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             opt.step()
             state["step"] += 1
             steps += 1
-            n = int(mask[:, 1:].sum())
-            loss_sum += loss.item() * n
+            n = mask[:, 1:].sum()
+            loss_sum += loss.detach().to(loss_sum.dtype) * n
             n_targets += n
-            n_tokens += int(mask.sum())
-            progress.update(loss=loss.item(), lr=lr)
+            n_tokens += mask.sum()
+            progress.update(loss=shown_loss, lr=lr)
             step_seconds = (training.now() - t0) / steps
         if steps == 0:  # out of time before this epoch could start
             break
+        train_loss = loss_sum.item() / max(n_targets.item(), 1)  # waits for the queued steps: timed with them
         seconds = training.now() - t0
+        training.check_finite(train_loss, "gpt", epoch, state["step"], lr, tcfg["grad_clip"], resume_path.parent)
 
         t_val = training.now()
         scores = score_dialogues(model, data["val"], data["pad_id"], data["unk_id"],
                                  tcfg["eval_batch_size"], device=device, amp=amp)
         val = summarize(scores, data["val_chars"])
-        row = {"epoch": epoch, "train_loss": loss_sum / max(n_targets, 1), "val_loss": val["val_loss"],
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["val_loss"],
                "val_perplexity": val["val_perplexity"], "val_bits_per_char": val["val_bits_per_char"],
-               "unk_rate": val["unk_rate"], "lr": lr, "seconds": seconds, "tokens_per_s": n_tokens / seconds}
+               "unk_rate": val["unk_rate"], "lr": lr, "seconds": seconds, "tokens_per_s": n_tokens.item() / seconds}
         state["rows"].append(row)
         state["epoch"] = epoch
         if training.best_epoch(state["rows"], "val_loss") == epoch:
@@ -198,7 +235,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         t_save = training.now()
         state["train_seconds"] = budget.spent()
         training.save_resume(resume_path, cfg_digest, model=model.state_dict(), optimizer=opt.state_dict(),
-                             rng=training.capture_rng({}), state=state)
+                             rng=training.capture_rng(rngs), state=state)
         state["save_seconds"] = training.now() - t_save
         state["val_save_seconds"] = training.now() - t_val
         state["train_seconds"] = budget.spent()
