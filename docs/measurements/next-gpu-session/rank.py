@@ -18,11 +18,14 @@ GPT = {
     "gpt-a": {"model": {"d_model": 384, "n_heads": 6, "n_layers": 6, "dropout": 0.2}, "train": {"epochs": 15}},
     "gpt-b": {"model": {"d_model": 384, "n_heads": 6, "n_layers": 6, "dropout": 0.4}, "train": {"epochs": 20}},
     "gpt-c": {"model": {"d_model": 256, "n_heads": 4, "n_layers": 4, "dropout": 0.3}, "train": {"epochs": 20}},
-    "gpt-d": {"model": {"d_model": 384, "n_heads": 6, "n_layers": 6, "dropout": 0.5}, "train": {"epochs": 25}},
+    "gpt-d": {"model": {"d_model": 384, "n_heads": 6, "n_layers": 6, "dropout": 0.3},
+              "train": {"epochs": 20, "word_dropout": 0.1}},
     "gpt-e": {"model": {"d_model": 256, "n_heads": 4, "n_layers": 6, "dropout": 0.4},
               "train": {"epochs": 25, "batch_size": 32}},
     "gpt-f": {"model": {"d_model": 512, "n_heads": 8, "n_layers": 4, "dropout": 0.5},
               "train": {"epochs": 25, "weight_decay": 0.3}},
+    "gpt-g": {"model": {"d_model": 256, "n_heads": 4, "n_layers": 4, "dropout": 0.3},
+              "train": {"epochs": 25, "word_dropout": 0.15}},
 }
 GPT_RANK_TRAIN = {"time_budget_s": 100}
 
