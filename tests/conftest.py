@@ -112,6 +112,19 @@ class TinyRun:
         return counts
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A prepared tiny CIFAR-10 folder (3 training and 2 test images per class), for the ViT trainer's tests."""
+    from tinydata import make_cifar_tarball
+
+    from attnlab.data.cifar10 import prepare
+
+    base = tmp_path_factory.mktemp("vitdata")
+    make_cifar_tarball(base / "cifar-10-python.tar.gz", n_per_class_train=3, n_per_class_test=2)
+    prepare(base / "cifar-10-python.tar.gz", base / "prepared")
+    return base / "prepared"
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> TinyRun:
     """The whole pipeline, run once on config/tiny.yaml in a temporary folder."""

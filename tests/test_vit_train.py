@@ -26,18 +26,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from tinydata import make_cifar_tarball
-
-    from attnlab.data.cifar10 import prepare
-
-    base = tmp_path_factory.mktemp("vitdata")
-    make_cifar_tarball(base / "cifar-10-python.tar.gz", n_per_class_train=3, n_per_class_test=2)
-    prepare(base / "cifar-10-python.tar.gz", base / "prepared")
-    return base / "prepared"
-
-
 def merged(**train):
     return {"model": dict(TINY["model"]), "train": {**TINY["train"], **train}}
 
