@@ -197,3 +197,32 @@ def test_unknown_policy_is_refused(prepared, tmp_path):
     bad = {"model": RECIPE["model"], "train": {**RECIPE["train"], "policy": "cutout"}}
     with pytest.raises(ConfigError, match="policy"):
         vt.train(bad, prepared, tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the side stream exists only on CUDA")
+def test_policy_on_a_side_stream_matches_the_main_stream():
+    from attnlab.vit.augment import policy_batch
+
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    idx = torch.randperm(64, device="cuda")[:48]
+    policy = make_policy("autoaugment")
+    torch.manual_seed(3)
+    main = policy_batch(images, idx, policy, 8)
+    torch.manual_seed(3)
+    side = policy_batch(images, idx, policy, 8, torch.cuda.Stream())
+    assert torch.equal(main, side)
+
+
+def test_policy_batch_without_a_stream_is_the_policy_on_the_indexed_batch():
+    from attnlab.vit.augment import policy_batch
+
+    images = torch.randint(0, 256, (20, 3, 16, 16), dtype=torch.uint8)
+    idx = torch.tensor([3, 1, 4, 15, 9, 2])
+    policy = make_policy("trivialaugment")
+    torch.manual_seed(9)
+    got = policy_batch(images, idx, policy, 3)
+    torch.manual_seed(9)
+    # By hand: three groups of two, each through the policy with its own draw.
+    want = torch.cat([policy(images[idx[i:i + 2]]) for i in (0, 2, 4)])
+    assert torch.equal(got, want)
+    assert torch.equal(policy_batch(images, idx, None, 3), images[idx])

@@ -80,11 +80,30 @@ def apply_policy(images: Tensor, policy, groups: int) -> Tensor:
     batch; splitting the batch gives that many independent draws per step while
     keeping the launch count (and so the step time) small. The draws come from
     torch's global CPU generator, which the trainer seeds and saves with its
-    resume state; nothing here waits for the GPU.
+    resume state.
     """
     if policy is None:
         return images
     return torch.cat([policy(chunk) for chunk in images.chunk(max(1, int(groups)))])
+
+
+def policy_batch(images: Tensor, idx: Tensor, policy, groups: int, stream=None) -> Tensor:
+    """``apply_policy(images[idx], ...)``, on ``stream`` (a side CUDA stream) when one is given.
+
+    torchvision copies each affine matrix and fill value to the GPU, and such a
+    copy waits for all the work queued on its stream. On the training stream
+    that would stall the step several times per batch; on a side stream it
+    waits only for the policy's own small kernels. The training stream then
+    waits for the result on the GPU, not on the host.
+    """
+    if policy is None or stream is None:
+        return apply_policy(images[idx], policy, groups)
+    main = torch.cuda.current_stream(images.device)
+    with torch.cuda.stream(stream):  # images and idx were ready before this step was queued
+        out = apply_policy(images[idx], policy, groups)
+    main.wait_stream(stream)
+    out.record_stream(main)  # its memory is not reused until the training stream is done with it
+    return out
 
 
 def mix_batch(x: Tensor, y: Tensor, num_classes: int, mixup_alpha: float, cutmix_alpha: float,

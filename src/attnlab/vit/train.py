@@ -35,7 +35,7 @@ from attnlab.io import torch_save, write_json
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
                               weight_decay_groups)
 from attnlab.training import CALIBRATION_EPOCHS, DivergenceError, TimeBudget
-from attnlab.vit.augment import POLICIES, apply_policy, make_policy, mix_batch, normalize, random_crop_flip
+from attnlab.vit.augment import POLICIES, make_policy, mix_batch, normalize, policy_batch, random_crop_flip
 from attnlab.vit.evaluate import evaluate_arrays
 from attnlab.vit.model import VisionTransformer
 
@@ -119,6 +119,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     fwd = training.compile_model(model, training.compile_setting(tc["compile"], device), "vit")
     ema = training.WeightEMA(model, tc["ema_decay"]) if tc["ema_decay"] else None
     policy = make_policy(tc["policy"])
+    policy_stream = torch.cuda.Stream(device) if policy is not None and device.type == "cuda" else None
 
     batch_size = min(int(tc["batch_size"]), n_train)
     steps_per_epoch = n_train // batch_size  # drop the ragged last batch: fixed shapes, no tiny noisy step
@@ -163,7 +164,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
                 state["out_of_time"] = True
                 break
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            x, y = normalize(apply_policy(images[idx], policy, tc["policy_groups"])), labels[idx]
+            x = normalize(policy_batch(images, idx, policy, tc["policy_groups"], policy_stream))
+            y = labels[idx]
             if tc["augment"] != "none":
                 pad = tc["crop_padding"] if tc["augment"] == "crop_flip" else 0
                 x = random_crop_flip(x, pad, rngs["augment"])
