@@ -1033,3 +1033,42 @@ def test_figure_captions_define_what_is_drawn(built):
     assert_in("shakespeare-char baby GPT (1.47 nats/char on its own split)", text)
     assert_in("Dashed, same colour: to the hidden state", text)
     assert_in("each row normalised to the share of that true class", text)
+
+
+def _gpt_baseline(d: dict) -> None:
+    """An eval.json as evaluate_gpt writes it with the Kneser-Ney baseline (issue 12)."""
+    kn_loss = d["val_loss"] + 0.125
+    d.update({"val_bits_per_char_open": 2.2345, "spell_bits_per_unk": 21.7, "perplexity_ratio": math.exp(-0.125),
+              "baseline": {"model": "interpolated Kneser-Ney (modified discounts)", "order": 4, "val_loss": kn_loss,
+                           "val_perplexity": math.exp(kn_loss), "val_bits_per_char": 2.1789,
+                           "val_bits_per_char_open": 2.3987, "n_tokens": d["n_tokens"], "char_order": 5}})
+
+
+def _gpt_mixture(d: dict) -> None:
+    _gpt_baseline(d)
+    ppl = math.exp(d["val_loss"] - 0.2)
+    d["mixture"] = {"definition": "per target ...", "lambda_per_fold": [0.63, 0.57], "perplexity": ppl,
+                    "bits_per_char": 1.8765, "bits_per_char_open": 2.0987,
+                    "ratio_to_baseline": ppl / d["baseline"]["val_perplexity"],
+                    "ratio_to_model": ppl / d["val_perplexity"]}
+
+
+def test_gpt_mixture_has_its_own_labelled_sentence(built, tmp_path):
+    """The model + n-gram mixture appears as a combination, with its cross-fitted weights, beside (not instead
+    of) DialogueGPT's own row; an eval.json with the baseline but no mixture still renders, without it."""
+    plain = rebuild(built, tmp_path / "plain", {"gpt/main/eval.json": _gpt_baseline})
+    mixed = rebuild(built, tmp_path / "mixed", {"gpt/main/eval.json": _gpt_mixture})
+    ev = _load(built[1]["results"]["gpt"]["main"]["eval"])
+    _gpt_mixture(ev)
+    m = ev["mixture"]
+    for text in (plain, mixed):
+        # the table's DialogueGPT row keeps the model's own perplexity and bits/char
+        assert_in(f"DialogueGPT {fx(ev['val_perplexity'], 1)} {fx(ev['val_bits_per_char'], 3)}", text)
+        assert_in(f"Kneser-Ney 4-gram {fx(ev['baseline']['val_perplexity'], 1)}", text)
+    assert squash("A combination with the n-gram model") not in plain
+    assert_in("A combination with the n-gram model, not DialogueGPT alone.", mixed)
+    assert_in(f"gives perplexity {fx(m['perplexity'], 1)} ({fx(m['bits_per_char'], 3)} bits/char, open vocabulary "
+              f"{fx(m['bits_per_char_open'], 3)}): {fx(m['ratio_to_baseline'], 3)} × the Kneser-Ney perplexity and "
+              f"{fx(m['ratio_to_model'], 3)} × DialogueGPT", mixed)
+    assert_in("cross-fitted, never chosen on the targets it scores", mixed)
+    assert_in("= 0.63 on half A, chosen on B; 0.57 on half B, chosen on A", mixed)

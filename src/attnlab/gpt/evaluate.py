@@ -20,7 +20,10 @@ is better). Both also get an open-vocabulary bits/char
 (``val_bits_per_char_open``, ``baseline.bits_per_char_open``): each
 out-of-vocabulary word additionally pays its spelling under a character
 model fit on the training split, an upper bound comparable with
-character-level models.
+character-level models. ``mixture`` (:mod:`attnlab.gpt.mixture`) is a
+separate figure for a combination of the two: per target
+lam * p_model + (1 - lam) * p_KN, lam cross-fitted over two halves of the
+validation dialogues; it is not the model's own perplexity.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     module doc); without it only the model is scored.
     """
     from attnlab.data.shakespeare import split_dialogues
-    from attnlab.gpt import ngram
+    from attnlab.gpt import mixture, ngram
 
     text_path = Path(text_path)
     if not text_path.exists():
@@ -69,7 +72,8 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     words = [tok.tokenize(d) for d in dialogues]
     ids = [[tok.start_id] + tok.convert_tokens_to_ids(w) for w in words]
     scores = score_dialogues(model, ids, tok.pad_id, tok.unk_id, batch_size, device=dev,
-                             amp=dev.type == "cuda")
+                             amp=dev.type == "cuda", per_target=baseline is not None)
+    target_nll = scores.pop("target_nll", None)
     n_chars = sum(len(d) for d in dialogues)
     out = summarize(scores, n_chars)
     out.update({"source": str(text_path), "n_dialogues": len(dialogues), "checkpoint": str(checkpoint),
@@ -86,7 +90,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
                          f"{len(tok)}: use the files build_vocab wrote together")
     kn = ngram.KneserNey(order, data["vocab_size"], data["start_id"], cfg["discount"])
     kn.fit([[int(t) for t in s] for s in data["train"]])
-    kn_scores = kn.score(ids)
+    kn_scores = kn.score(ids, per_target=True)
     if kn_scores["n_tokens"] != scores["n_tokens"]:
         raise AssertionError(f"the baseline scored {kn_scores['n_tokens']} targets, the model "
                              f"{scores['n_tokens']}: they must score the same ones")
@@ -109,6 +113,9 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
                                                   "val_bits_per_char": o["bits_per_char"]}
                                               for n, o in chosen["orders"].items()}},
         "perplexity_ratio": out["val_perplexity"] / kn_sum["perplexity"],
+        # a combination of DialogueGPT with the n-gram model, never DialogueGPT's own figure
+        "mixture": mixture.report(target_nll, kn_scores["target_nll"], n_chars, out["val_perplexity"],
+                                  kn_sum["perplexity"], spell),
     })
     return out
 
@@ -144,6 +151,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         line += (f"\nopen-vocabulary bits/char {result['val_bits_per_char_open']:.4f}; Kneser-Ney {b['order']}-gram: "
                  f"perplexity {b['val_perplexity']:.1f}, bits/char {b['val_bits_per_char']:.4f} "
                  f"(open {b['val_bits_per_char_open']:.4f}); ratio {result['perplexity_ratio']:.3f}")
+        m = result["mixture"]
+        line += (f"\nmixture with the n-gram (not the model alone; lam cross-fitted {m['lambda_per_fold']}): "
+                 f"perplexity {m['perplexity']:.1f}, bits/char {m['bits_per_char']:.4f}, "
+                 f"{m['ratio_to_baseline']:.3f} x Kneser-Ney")
     print(line, file=sys.stderr)
     return 0
 

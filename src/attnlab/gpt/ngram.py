@@ -133,14 +133,28 @@ class KneserNey:
         """p(w | context) for every id w (what the sums-to-one test checks)."""
         return [self.prob(w, context) for w in range(self.vocab_size)]
 
-    def score(self, sequences: Iterable[Sequence[int]]) -> dict:
-        """Total NLL (nats) of every target ``ids[1:]`` of every sequence: {"total_nll", "n_tokens"}."""
-        total, n_tok = 0.0, 0
+    def target_nll(self, ids: Sequence[int]) -> list[float]:
+        """-ln p of each target ``ids[1:]`` of one sequence, in order (nats)."""
+        return [-math.log(self._prob(g[-1], g[:-1])) for g in self._ngrams(ids)]
+
+    def score(self, sequences: Iterable[Sequence[int]], per_target: bool = False) -> dict:
+        """Total NLL (nats) of every target ``ids[1:]`` of every sequence: {"total_nll", "n_tokens"}.
+
+        With ``per_target`` also "target_nll": each sequence's :meth:`target_nll`
+        (the total is their sum, added in the same order either way).
+        """
+        total, n_tok, per = 0.0, 0, []
         for s in sequences:
-            for g in self._ngrams(s):
-                total -= math.log(self._prob(g[-1], g[:-1]))
-                n_tok += 1
-        return {"total_nll": total, "n_tokens": n_tok, "loss": total / max(n_tok, 1)}
+            nlls = self.target_nll(s)
+            for x in nlls:
+                total += x  # == total -= log(p): negation is exact
+            n_tok += len(nlls)
+            if per_target:
+                per.append(nlls)
+        out = {"total_nll": total, "n_tokens": n_tok, "loss": total / max(n_tok, 1)}
+        if per_target:
+            out["target_nll"] = per
+        return out
 
 
 class CharSpeller:

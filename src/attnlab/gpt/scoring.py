@@ -55,37 +55,52 @@ def score_dialogues(
     stride: Optional[int] = None,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    per_target: bool = False,
 ) -> dict:
     """Total NLL (nats) over every target token, with the token and unk-target counts.
 
-    Returns {"total_nll", "n_tokens", "n_unk", "loss" (mean nats/token)}.
+    Returns {"total_nll", "n_tokens", "n_unk", "loss" (mean nats/token)}; with
+    ``per_target`` also "target_nll": for each dialogue, the NLL (float64 nats)
+    of each of its targets ``ids[1:]`` in order (the values the total sums).
     """
     was_training = model.training
     model.eval()
     device = torch.device(device)
-    wins = [w for ids in dialogues for w in windows(ids, model.max_len, stride)]
+    # (window, dialogue index, window index within the dialogue)
+    wins = [(w, d, k) for d, ids in enumerate(dialogues) for k, w in enumerate(windows(ids, model.max_len, stride))]
     # Length-sorted batches waste little on padding; the sum does not depend on order.
-    wins.sort(key=lambda w: len(w[0]))
+    wins.sort(key=lambda w: len(w[0][0]))
     total, n_tok, n_unk = 0.0, 0, 0
+    pieces: dict[tuple[int, int], list[float]] = {}
     try:
         for i in range(0, len(wins), batch_size):
             chunk = wins[i:i + batch_size]
-            batch = collate_batch([w[0] for w in chunk], pad_id)
+            batch = collate_batch([w[0][0] for w in chunk], pad_id)
             ids = batch["input_ids"].to(device)
             mask = batch["input_mask"].to(device)
             with autocast(device, amp):
                 logits = model(ids, mask)
             nll, keep = token_nll(logits, ids, mask)
-            skip = torch.tensor([w[1] for w in chunk], device=device)
+            skip = torch.tensor([w[0][1] for w in chunk], device=device)
             keep = keep & (torch.arange(keep.shape[1], device=device)[None, :] >= skip[:, None])
             total += float((nll.double() * keep).sum())
             n_tok += int(keep.sum())
             if unk_id is not None:
                 n_unk += int((keep & (ids[:, 1:] == unk_id)).sum())
+            if per_target:
+                # a window's kept targets are contiguous and follow the previous window's
+                nll64, keep_cpu = nll.double().cpu(), keep.cpu()
+                for row, (_, d, k) in enumerate(chunk):
+                    pieces[(d, k)] = nll64[row][keep_cpu[row]].tolist()
     finally:
         model.train(was_training)
-    return {"total_nll": total, "n_tokens": n_tok, "n_unk": n_unk,
-            "loss": total / max(n_tok, 1)}
+    out = {"total_nll": total, "n_tokens": n_tok, "n_unk": n_unk, "loss": total / max(n_tok, 1)}
+    if per_target:
+        per_dialogue: list[list[float]] = [[] for _ in dialogues]
+        for d, k in sorted(pieces):
+            per_dialogue[d] += pieces[(d, k)]
+        out["target_nll"] = per_dialogue
+    return out
 
 
 def summarize(scores: dict, n_chars: int) -> dict:
