@@ -51,7 +51,8 @@ for cfg in /tmp/rank/vit-*.yaml; do
       > "$OUT/rank/$name.log" 2>&1 & pids+=($!)
 done
 wait "${pids[@]}"
-python3 $here/rank.py pick /tmp/rank "$OUT/rank" > "$OUT/winner.yaml"; cat "$OUT/rank/ranking.txt"; cat "$OUT/winner.yaml"
+python3 $here/rank.py pick /tmp/rank "$OUT/rank" > "$OUT/winner.yaml" || echo "{}" > "$OUT/winner.yaml"  # defaults then
+cat "$OUT/rank/ranking.txt"; cat "$OUT/winner.yaml"
 
 stamp "2. the default pipeline with the winners"
 start=$(date +%s)
@@ -63,6 +64,6 @@ code=$?
 kill $live 2>/dev/null; rm -rf "$OUT/live"
 stamp "snakemake exit $code after $(( $(date +%s) - start )) s"
 for f in results/benchmarks/*/*.tsv; do [ -f "$f" ] && echo "$f $(tail -1 "$f" | cut -f1) s"; done
-grep -h "error" results/logs/*.log 2>/dev/null | tail -20
+grep -rh "error:" results/logs 2>/dev/null | tail -20
 tar czf "$OUT/results.tgz" --exclude='*.pt' results 2>/dev/null
 exit $code
