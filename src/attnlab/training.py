@@ -47,20 +47,22 @@ class WeightEMA:
         self.decay = float(decay)
         self.updates = 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        # The tensor lists, built once rather than every step: load_state_dict copies in place.
+        self._ema = self._floats(self.module)
+        self._live, self._live_of = self._floats(model), model
 
-    def _pairs(self, model: torch.nn.Module) -> tuple[list, list]:
-        ema = [t for t in [*self.module.parameters(), *self.module.buffers()] if t.is_floating_point()]
-        live = [t.detach() for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
-        return ema, live
+    @staticmethod
+    def _floats(model: torch.nn.Module) -> list[torch.Tensor]:
+        return [t.detach() for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
 
     def decay_now(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        d = self.decay_now()
-        ema, live = self._pairs(model)
-        torch._foreach_lerp_(ema, live, 1.0 - d)
+        if model is not self._live_of:
+            self._live, self._live_of = self._floats(model), model
+        torch._foreach_lerp_(self._ema, self._live, 1.0 - self.decay_now())
         self.updates += 1
 
     def state_dict(self) -> dict:

@@ -70,7 +70,7 @@ def make_policy(name: str):
         return v2.RandAugment()
     if name == "trivialaugment":
         return v2.TrivialAugmentWide()
-    raise ValueError(f"augment policy must be one of {', '.join(POLICIES)}, got {name!r}")
+    raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {name!r}")
 
 
 def apply_policy(images: Tensor, policy, groups: int) -> Tensor:

@@ -35,7 +35,7 @@ from attnlab.io import torch_save, write_json
 from attnlab.runtime import (Progress, autocast, describe_hardware, make_adamw, pick_device, seed_everything,
                               weight_decay_groups)
 from attnlab.training import CALIBRATION_EPOCHS, DivergenceError, TimeBudget
-from attnlab.vit.augment import POLICIES, make_policy, mix_batch, normalize, policy_batch, random_crop_flip
+from attnlab.vit.augment import make_policy, mix_batch, normalize, policy_batch, random_crop_flip
 from attnlab.vit.evaluate import evaluate_arrays
 from attnlab.vit.model import VisionTransformer
 
@@ -88,8 +88,10 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     mc, tc = cfg["model"], cfg["train"]
     if tc["augment"] not in ("crop_flip", "flip", "none"):
         raise ConfigError(f"vit.train.augment must be crop_flip, flip or none, got {tc['augment']!r}")
-    if tc["policy"] not in POLICIES:
-        raise ConfigError(f"vit.train.policy must be one of {', '.join(POLICIES)}, got {tc['policy']!r}")
+    try:
+        policy = make_policy(tc["policy"])
+    except ValueError as exc:
+        raise ConfigError(f"vit.train.{exc}") from None
     out_dir = Path(out_dir)
     resume_path = out_dir / "resume" / "state.pt"
     run_digest = digest({"model": mc, "train": tc})
@@ -118,7 +120,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     opt = make_adamw(param_groups(model, tc["weight_decay"]), tc["lr"], betas=(0.9, 0.999))
     fwd = training.compile_model(model, training.compile_setting(tc["compile"], device), "vit")
     ema = training.WeightEMA(model, tc["ema_decay"]) if tc["ema_decay"] else None
-    policy = make_policy(tc["policy"])
+    kept, weights = (ema.module, "ema") if ema is not None else (model, "last")  # validated and saved
     policy_stream = torch.cuda.Stream(device) if policy is not None and device.type == "cuda" else None
 
     batch_size = min(int(tc["batch_size"]), n_train)
@@ -207,7 +209,6 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
         train_loss = loss_sum.item() / n_seen
         training.check_finite(train_loss, "vit", epoch, steps, lr, tc["grad_clip"], resume_path.parent)
         t_val = training.now()
-        kept = ema.module if ema is not None else model  # the weights the checkpoint will hold
         val_loss, val_acc, _ = evaluate_arrays(kept, val_images, val_labels, device, tc["eval_batch_size"], amp)
         seconds = training.now() - t0
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / n_seen,
@@ -245,14 +246,13 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
         raise ConfigError(f"vit.train.time_budget_s={tc['time_budget_s']} left no time for a single step")
     training.write_metrics(rows, METRIC_COLUMNS, out_dir / "metrics.csv")
     training.plot_curves(rows, out_dir / "curves.png", CURVE_PANELS, "ViT training")
-    kept = ema.module if ema is not None else model
     torch_save({"family": "vit", "model_config": model_config, "state_dict": kept.state_dict(),
-                "weights": "ema" if ema is not None else "last", "classes": classes, "config": cfg,
+                "weights": weights, "classes": classes, "config": cfg,
                 "epoch": state["epoch"]}, out_dir / "checkpoint.pt")
     summary = {
         "device": str(device), "hardware": describe_hardware(device), "n_params": n_params,
         "epochs": state["epoch"], "planned_epochs": int(tc["epochs"]), "steps": state["step"],
-        "weights": "ema" if ema is not None else "last",
+        "weights": weights,
         "train_seconds": state["train_seconds"], "time_budget_s": tc["time_budget_s"],
         "stopped_by_budget": bool(tc["time_budget_s"]) and state["epoch"] < int(tc["epochs"]),
         "final_val_acc": rows[-1]["val_acc"],
