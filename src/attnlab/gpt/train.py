@@ -8,6 +8,9 @@ every target is trained on. Batches group dialogues of similar length.
 With ``train.word_dropout`` p > 0 each input word of a training
 batch (not the first token, not padding) is replaced by ``<unk>`` with
 probability p, while the targets stay the real words (:func:`drop_words`).
+With ``train.ema_decay`` set, an exponential moving average of the weights
+(:class:`attnlab.training.WeightEMA`) is what is validated, sampled, kept and
+saved (``"weights": "ema"``).
 Validation scores every target of every validation dialogue
 (:mod:`attnlab.gpt.scoring`). The run keeps the epoch with the lowest
 validation loss (``train.keep: best``) or the last one, stays inside
@@ -101,6 +104,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         raise cfgmod.ConfigError(f"gpt.train.keep must be best or last, got {tcfg['keep']!r}")
     if not 0 <= tcfg["word_dropout"] < 1:
         raise cfgmod.ConfigError(f"gpt.train.word_dropout must be in [0, 1), got {tcfg['word_dropout']!r}")
+    if tcfg["ema_decay"] is not None and not 0 < tcfg["ema_decay"] < 1:
+        raise cfgmod.ConfigError(f"gpt.train.ema_decay must be in (0, 1) or null, got {tcfg['ema_decay']!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if tcfg["num_threads"]:
@@ -129,6 +134,9 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     opt = make_adamw(weight_decay_groups(model, tcfg["weight_decay"]), tcfg["lr"], betas=(0.9, 0.95))
     fwd = training.compile_model(model, tcfg["compile"], "gpt", dynamic=True)
     loss_fn = DialogueLoss()
+    ema = training.WeightEMA(model, tcfg["ema_decay"]) if tcfg["ema_decay"] else None
+    # What is validated, sampled, kept and saved: the average if there is one, else the trained weights.
+    scored, weights = (ema.module, "ema") if ema is not None else (model, "last")
     # Its own stream, saved with the resume state: apart from the global one (init, dropout) and the
     # epoch orders (seed * 1000 + epoch), and on the device so that drawing needs no host copy.
     rngs = {"word_dropout": torch.Generator(device=device).manual_seed(tcfg["seed"] + 2**32)}
@@ -142,6 +150,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         training.restore_rng(saved["rng"], rngs)
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         state = saved["state"]
         log(f"[gpt] resuming {out_dir} after epoch {state['epoch']}/{state['total_epochs']}")
 
@@ -190,6 +200,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             if tcfg["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
             opt.step()
+            if ema is not None:
+                ema.update(model)
             state["step"] += 1
             steps += 1
             n = mask[:, 1:].sum()
@@ -205,7 +217,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         training.check_finite(train_loss, "gpt", epoch, state["step"], lr, tcfg["grad_clip"], resume_path.parent)
 
         t_val = training.now()
-        scores = score_dialogues(model, data["val"], data["pad_id"], data["unk_id"],
+        scores = score_dialogues(scored, data["val"], data["pad_id"], data["unk_id"],
                                  tcfg["eval_batch_size"], device=device, amp=amp)
         val = summarize(scores, data["val_chars"])
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["val_loss"],
@@ -215,8 +227,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         state["epoch"] = epoch
         if training.best_epoch(state["rows"], "val_loss") == epoch:
             state["best_epoch"] = epoch
-            state["best_model"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        new = sample_prompts(model, tok, tcfg["prompts"], tcfg["sample_tokens"], banned)
+            state["best_model"] = {k: v.detach().to("cpu", copy=True) for k, v in scored.state_dict().items()}
+        new = sample_prompts(scored, tok, tcfg["prompts"], tcfg["sample_tokens"], banned)
         state["samples"] += [{"epoch": epoch, **s} for s in new]
         log(f"[gpt] epoch {epoch}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
             f"({row['val_bits_per_char']:.3f} bits/char) {seconds:.1f}s {row['tokens_per_s']:.0f} tok/s"
@@ -235,7 +247,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         t_save = training.now()
         state["train_seconds"] = budget.spent()
         training.save_resume(resume_path, cfg_digest, model=model.state_dict(), optimizer=opt.state_dict(),
-                             rng=training.capture_rng(rngs), state=state)
+                             rng=training.capture_rng(rngs), ema=None if ema is None else ema.state_dict(),
+                             state=state)
         state["save_seconds"] = training.now() - t_save
         state["val_save_seconds"] = training.now() - t_val
         state["train_seconds"] = budget.spent()
@@ -247,9 +260,9 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     _write_progress(out_dir, rows, state["samples"])
     kept = state["best_epoch"] if tcfg["keep"] == "best" else rows[-1]["epoch"]
     if kept != rows[-1]["epoch"]:
-        model.load_state_dict(state["best_model"])
-    torch_save({"family": "gpt", "model_config": mcfg, "state_dict": model.state_dict(), "config": cfg,
-                "epoch": kept, "start_id": data["start_id"], "pad_id": data["pad_id"],
+        scored.load_state_dict(state["best_model"])
+    torch_save({"family": "gpt", "model_config": mcfg, "state_dict": scored.state_dict(), "config": cfg,
+                "epoch": kept, "weights": weights, "start_id": data["start_id"], "pad_id": data["pad_id"],
                 "unk_id": data["unk_id"]}, out_dir / "checkpoint.pt")
     row = rows[kept - 1]
     best = rows[state["best_epoch"] - 1]
@@ -259,6 +272,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         "train_seconds": state["train_seconds"], "time_budget_s": tcfg["time_budget_s"],
         "stopped_by_budget": bool(tcfg["time_budget_s"]) and rows[-1]["epoch"] < int(tcfg["epochs"]),
         "selection": "best_val_loss" if tcfg["keep"] == "best" else "final", "kept_epoch": kept,
+        "weights": weights,
         "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
         "kept_val_loss": row["val_loss"], "kept_val_bits_per_char": row["val_bits_per_char"],
         "final_val_loss": rows[-1]["val_loss"], "final_val_perplexity": rows[-1]["val_perplexity"],
