@@ -23,6 +23,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.ops import StochasticDepth
 
 Tensor = torch.Tensor
 
@@ -209,6 +210,9 @@ class AttentionResidual(nn.Module):
     The seed's FFN normalises its input but attention does not. ``pre_norm``
     adds a LayerNorm in front of attention too (the usual pre-LN block), which
     trains more stably; ``pre_norm=False`` is the seed's block exactly.
+    ``drop_path`` > 0 is stochastic depth (Huang et al. 2016): while training,
+    each branch's output is dropped for a whole example with that probability
+    and scaled by 1/(1-p) otherwise (torchvision's ``StochasticDepth``, "row").
     """
 
     def __init__(
@@ -221,12 +225,15 @@ class AttentionResidual(nn.Module):
         pre_norm: bool = True,
         qkv_bias: bool = False,
         impl: str = "vectorized",
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.attn = MultiHeadedAttention(d_model, n_heads, d_k=d_k, qkv_bias=qkv_bias, impl=impl)
         self.drop = nn.Dropout(dropout)
         self.ffn = FFN(d_model, d_hidden or 4 * d_model, dropout)
+        # At p = 0 it returns its input without drawing, so a model without it is unchanged.
+        self.drop_path = StochasticDepth(drop_path, "row")
 
     def forward(
         self,
@@ -236,8 +243,8 @@ class AttentionResidual(nn.Module):
         cache: Optional[dict] = None,
     ) -> tuple[Tensor, Optional[Tensor]]:
         a, A = self.attn(self.norm(x), attn_mask, need_weights=need_weights, cache=cache)
-        x = x + self.drop(a)
-        x = x + self.ffn(x)
+        x = x + self.drop_path(self.drop(a))
+        x = x + self.drop_path(self.ffn(x))
         return x, A
 
 
@@ -247,6 +254,8 @@ class Transformer(nn.Module):
     forward(x (B, T, d_model), attn_mask=None, return_attention=False)
       -> out (B, T, d_model), or (out, maps (B, n_layers, n_heads, T, T)).
     ``cache`` is a list with one dict per layer for incremental decoding.
+    ``drop_path`` is the stochastic-depth rate of the last layer; layer i of n
+    gets ``drop_path * i / (n - 1)``, so the first layer is never dropped (timm).
     """
 
     def __init__(
@@ -260,11 +269,15 @@ class Transformer(nn.Module):
         pre_norm: bool = True,
         qkv_bias: bool = False,
         impl: str = "vectorized",
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= drop_path < 1:
+            raise ValueError(f"drop_path must be in [0, 1), got {drop_path}")
+        rates = [drop_path * i / max(n_layers - 1, 1) for i in range(n_layers)]
         self.layers = nn.ModuleList(
-            AttentionResidual(d_model, n_heads, d_hidden, d_k, dropout, pre_norm, qkv_bias, impl)
-            for _ in range(n_layers)
+            AttentionResidual(d_model, n_heads, d_hidden, d_k, dropout, pre_norm, qkv_bias, impl, rate)
+            for rate in rates
         )
 
     def forward(

@@ -86,6 +86,7 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
         pos_embed: str = "learned",
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if pos_embed not in ("learned", "sincos"):
@@ -99,7 +100,7 @@ class VisionTransformer(nn.Module):
             self.register_parameter("pos_embed", None)
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = Transformer(dim, heads, depth, d_hidden=int(dim * mlp_ratio), dropout=dropout,
-                                  pre_norm=True)
+                                  pre_norm=True, drop_path=drop_path)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self._init_weights()
