@@ -5,7 +5,7 @@
 #   1. rank candidates side by side on the one GPU for at most RANK_S seconds (rank.py):
 #      - GPT presets: each a full run under a 100 s budget, ranked by the kept epoch's
 #        validation loss (the validation split, on which the pipeline also selects epochs);
-#      - two ViT recipes at a fixed 30 epochs on a 45k/5k split of the TRAINING images, so
+#      - three ViT recipes at a fixed 30 epochs on a 45k/5k split of the TRAINING images, so
 #        the choice never sees the 2,000 test images the pipeline reports;
 #   2. write the winners as a config file (rank.py pick) and run the whole default pipeline
 #      with it, as `.gpu-kit/run.sh` does, keeping its benchmarks and logs.
