@@ -354,7 +354,7 @@ def dry_run(tmp_path: Path, override: dict, workflow: Path = ROOT) -> subprocess
      "config key 'vit.model.patch_size' = 5 must divide vit.model.img_size = 32"),
     ({"vit": {"model": {"heads": 3}}}, "config key 'vit.model.heads' = 3 must divide vit.model.dim = 256"),
     ({"gpt": {"runs": {"main": {}, "odd": {"model": {"n_heads": 5}}}}},
-     "config key 'gpt.runs.odd.model.n_heads' = 5 must divide gpt.model.d_model = 384 (in run 'odd')"),
+     "config key 'gpt.runs.odd.model.n_heads' = 5 must divide gpt.model.d_model = 256 (in run 'odd')"),
     ({"vit": {"train": {"lr": float("nan")}}}, "config key 'vit.train.lr' = nan: must be a finite number"),
     ({"gpt": {"train": {"lr": float("inf")}}}, "config key 'gpt.train.lr' = inf: must be a finite number"),
     ({"vit": {"runs": {"..": {}}}}, "config key 'vit.runs' has the run name '..', which is not allowed"),

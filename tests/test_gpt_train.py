@@ -54,7 +54,9 @@ def corpus(tmp_path_factory):
 
 CFG = {
     "model": {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 24, "dropout": 0.1},
+    # word dropout and the EMA pinned off: each has its own tests, apart from the preset's defaults
     "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "sample_tokens": 5,
+              "word_dropout": 0.0, "ema_decay": None,
               "device": "cpu", "num_threads": 1, "prompts": ["ROMEO:", "JULIET:"]},
     "generate": {"prompts": ["ROMEO:", "First Citizen:"], "num_tokens": 7, "bench_tokens": 30},
 }
