@@ -17,19 +17,23 @@ min_version("8.0")
 
 ROOT = Path(workflow.basedir).resolve()  # the checkout; the working directory may be elsewhere (-d)
 
-configfile: str(ROOT / "config" / "config.yaml")
-
-# Stop before any job on a misspelt key, a wrong type or an out-of-range value:
-# one line per problem naming the key, then Snakemake's own schema report.
-# Then the cross-field checks the schema cannot express (divisibility, finite numbers).
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+# The checkout's package (config merging, report inputs) and the planning-time helpers
+# (workflow/lib: config checks, data sources, code digests); one insert for the whole workflow.
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "workflow" / "lib")]
 import configcheck
 
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+configfile: str(ROOT / "config" / "config.yaml")
+
+# Stop before any job: aliases that expand a small file into billions of values first (every
+# later step walks the tree); then a misspelt key, a wrong type or an out-of-range value, one
+# line per problem naming the key, in front of Snakemake's own schema report; then what the
+# schema cannot express (divisibility, finite numbers, data sources inside results/, sizes
+# that cannot fit in memory).
+configcheck.check_size(config)
 try:
-    validate(config, SCHEMA)
-except WorkflowError as err:
-    configcheck.check(config, SCHEMA)
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+except WorkflowError:
+    configcheck.check_schema(config)
     raise
 configcheck.check_semantics(config)
 

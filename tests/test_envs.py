@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+sys.path.insert(0, str(ROOT / "workflow" / "lib"))
 import pkgdeps  # noqa: E402
 
 # import name -> the conda-forge / PyPI names that provide it
@@ -31,6 +31,7 @@ PROVIDERS = {
     "PIL": {"pillow"},
     "nltk": {"nltk"},
     "typst": {"typst"},
+    "jsonschema": {"jsonschema"},
 }
 
 

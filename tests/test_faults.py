@@ -120,7 +120,8 @@ from attnlab.data import DataError
 from tinydata import CIFAR_CLASSES, CIFAR_JPEG_SHA256, make_cifar_tarball, make_imagefolder, shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "workflow" / "scripts"
+SCRIPTS = ROOT / "workflow" / "scripts"  # the rules' job scripts
+LIB = ROOT / "workflow" / "lib"  # the planning-time helpers
 
 
 class Crafted:
@@ -372,7 +373,7 @@ def test_cross_field_mistakes_stop_the_dry_run(tmp_path, override, line):
 
 
 def test_semantic_checks_pass_the_shipped_presets():
-    sys.path.insert(0, str(SCRIPTS))
+    sys.path.insert(0, str(LIB))
     import configcheck
 
     from test_schema import CONFIG, _merge
@@ -420,15 +421,15 @@ def test_cli_refuses_md5_for_other_sources(tmp_path, capsys):
     rc = main(["prepare-cifar10", "--source", str(tmp_path / "if.tar.gz"), "--md5", "c58f30108f718f92721af3b95e74349a",
                "--out-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2
     line = error_lines(err)[-1]
-    assert line.startswith("attnlab.data prepare-cifar10: error: an md5") and "use" not in line.split("error:")[0]
+    assert line.startswith("error: an md5")
     assert "md5 applies to the official cifar-10-python.tar.gz only" in line and "data.cifar10.sha256" in line
     assert not (tmp_path / "out").exists()
 
 
 def test_pipeline_passes_md5_only_to_the_official_tarball(tmp_path):
-    sys.path.insert(0, str(SCRIPTS))
+    sys.path.insert(0, str(LIB))
     from datasources import cifar10_md5
 
     md5 = "c58f30108f718f92721af3b95e74349a"
@@ -663,8 +664,8 @@ def test_non_utf8_text_is_named_and_writes_nothing(tmp_path, capsys):
     text.write_bytes("ROMEO:\nhé.\n\nJULIET:\nhi.\n".encode("latin-1"))
     rc = main(["build-vocab", "--text", str(text), "--sha256", "null", "--out-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == 1 and "Traceback" not in err
-    assert error_lines(err)[-1].startswith(f"attnlab.data build-vocab: error: {text} is not UTF-8 text")
+    assert rc == 2 and "Traceback" not in err
+    assert error_lines(err)[-1].startswith(f"error: {text} is not UTF-8 text")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

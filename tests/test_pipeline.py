@@ -111,7 +111,7 @@ def test_editing_vit_model_code_plans_vit_not_gpt(tiny_run):
     # anything else planned must really import the ViT model (e.g. the module checks' ViT demo)
     import sys
 
-    sys.path.insert(0, str(tiny_run.repo / "workflow" / "scripts"))
+    sys.path.insert(0, str(tiny_run.repo / "workflow" / "lib"))
     import pkgdeps
 
     model = str((tiny_run.repo / "src" / "attnlab" / "vit" / "model.py").resolve())

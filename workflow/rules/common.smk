@@ -1,43 +1,27 @@
 # Helpers shared by the workflow's rule files (sweeps, config sections, code digests).
 
-import copy
 import functools
-import sys
 
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-import pkgdeps  # noqa: E402
+import pkgdeps  # noqa: E402  (workflow/lib is on sys.path, see the Snakefile)
+from attnlab import config as cfgmod  # noqa: E402  (the checkout's src/, ditto)
 
 SRC = ROOT / "src"
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 
 # ---------------------------------------------------------------- sweeps ----
-def _runs(family):
-    """Run names of vit/gpt in config order; a run set to null is dropped."""
-    return [name for name, over in config[family]["runs"].items() if over is not None]
-
-
 def vit_runs():
-    return _runs("vit")
+    return cfgmod.run_names(config, "vit")
 
 
 def gpt_runs():
-    return _runs("gpt")
+    return cfgmod.run_names(config, "gpt")
 
 
 for _family in ("vit", "gpt"):
-    if not _runs(_family):
-        raise ValueError(f"config key '{_family}.runs' names no run: keep at least one, e.g. {{main: {{}}}}")
-
-
-def _merge(base, over):
-    out = copy.deepcopy(dict(base))
-    for key, value in (over or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    if not cfgmod.run_names(config, _family):
+        raise cfgmod.ConfigError(
+            f"config key '{_family}.runs' names no run: keep at least one, e.g. {{main: {{}}}}")
 
 
 def run_section(family, run, keys):
@@ -46,9 +30,7 @@ def run_section(family, run, keys):
     This is what a stage receives as ``--config`` and what the rule passes as
     ``params.section``, so changing it (and only it) reruns the rule.
     """
-    section = {key: config[family][key] for key in keys}
-    over = config[family]["runs"][run] or {}
-    return _merge(section, {k: v for k, v in over.items() if k in keys})
+    return cfgmod.run_section(config, family, run, keys)
 
 
 # Files each run produces, for `all` and for the report rule's inputs.
@@ -110,7 +92,7 @@ SHAKESPEARE_DOWNLOAD = "results/data/shakespeare/input.txt"
 def _offline(key):
     path = DATA[key]["path"]
     if path and not Path(path).exists():
-        raise ValueError(
+        raise cfgmod.ConfigError(
             f"config key 'data.{key}.path' points at {path}, which does not exist "
             f"(relative paths are read from the working directory {Path.cwd()}); "
             f"fix the path or set it to null to download from data.{key}.url"

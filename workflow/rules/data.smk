@@ -5,7 +5,7 @@
 # the download rule drops out of the DAG.
 
 # md5 is the official tarball's checksum: passed only where it applies (datasources.cifar10_md5).
-from datasources import cifar10_md5  # noqa: E402 (workflow/scripts is on sys.path, see the Snakefile)
+from datasources import cifar10_md5  # noqa: E402 (workflow/lib is on sys.path, see the Snakefile)
 
 
 rule download_cifar10:

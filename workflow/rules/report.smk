@@ -6,8 +6,7 @@
 # alone. params.config is the whole merged config, which the appendix prints,
 # so any config change reruns it too.
 
-sys.path.insert(0, str(SRC))  # the checkout's attnlab, also when planning outside its env
-from attnlab.report.inputs import required_files, result_paths  # noqa: E402  (stdlib only)
+from attnlab.report.inputs import required_files, result_paths  # noqa: E402  (stdlib only; src/ is on sys.path)
 from attnlab.report.code import source_digest  # noqa: E402  (stdlib only)
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from attnlab.config import ConfigError, resolve
+from attnlab.config import check, resolve
 from attnlab.data import DEFAULT_CONFIG, DataError
 from attnlab.data.shakespeare import read_text, split_dialogues, train_val_split, verify_text
 from attnlab.data.tokenizer import MyTokenizer, word_tokenize
@@ -31,6 +31,7 @@ def resolve_vocab_config(user: Mapping | None) -> dict:
 
     Flat (what the pipeline passes), or the ``data`` section itself
     (``{shakespeare: {...}, tokenizer: {...}}``, other ``data`` keys ignored).
+    Either way the values are checked against the schema's ``data`` section.
     """
     user = dict(user or {})
     if {"shakespeare", "tokenizer", "cifar10"} & set(user):
@@ -38,19 +39,9 @@ def resolve_vocab_config(user: Mapping | None) -> dict:
         cfg = {k: data["shakespeare"][k] for k in ("val_fraction", "seed")}
         cfg.update({k: data["tokenizer"][k] for k in ("min_freq", "max_size")})
     else:
-        cfg = resolve(VOCAB_CONFIG, user, "build_vocab")
-    checks = {
-        "val_fraction": isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1,
-        "seed": isinstance(cfg["seed"], int),
-        "min_freq": isinstance(cfg["min_freq"], int) and cfg["min_freq"] >= 1,
-        "max_size": cfg["max_size"] is None or (isinstance(cfg["max_size"], int) and cfg["max_size"] >= 3),
-    }
-    for key, ok in checks.items():
-        if not ok:
-            wants = {"val_fraction": "a number in [0, 1)", "seed": "an integer", "min_freq": "an integer >= 1",
-                     "max_size": "null or an integer >= 3"}[key]
-            section = "shakespeare" if key in ("val_fraction", "seed") else "tokenizer"
-            raise ConfigError(f"config key 'data.{section}.{key}' must be {wants}, got {cfg[key]!r}")
+        cfg = resolve(VOCAB_CONFIG, user, "build_vocab")  # unknown keys; the schema has no flat section
+        check({"shakespeare": {k: cfg[k] for k in ("val_fraction", "seed")},
+               "tokenizer": {k: cfg[k] for k in ("min_freq", "max_size")}}, "data")
     return cfg
 
 

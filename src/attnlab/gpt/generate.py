@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import torch
 
 from attnlab import config as cfgmod
-from attnlab.checkpoint import CheckpointError
+from attnlab.errors import cli_main
 from attnlab.gpt.data import load_tokenizer
 from attnlab.gpt.model import DialogueGPT, load_checkpoint
 from attnlab.io import write_json, write_text
@@ -102,8 +102,6 @@ def run(checkpoint: str | Path, vocab_path: str | Path, cfg: Optional[dict] = No
         raise cfgmod.ConfigError(f"unknown gpt config keys {sorted(unknown)} (known: model, train, generate, "
                                  "baseline, runs)")
     gcfg = cfgmod.resolve(cfgmod.defaults("gpt")["generate"], (cfg or {}).get("generate"), "gpt.generate")
-    if not gcfg["prompts"]:
-        raise cfgmod.ConfigError("gpt.generate.prompts is empty; give at least one prompt")
     dev = pick_device(device)
     model, _ = load_checkpoint(checkpoint)
     model.to(dev)
@@ -141,6 +139,7 @@ def render_text(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@cli_main
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m attnlab.gpt.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
@@ -152,11 +151,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     user = cfgmod.load_config_file(args.config)
     user.pop("runs", None)
-    try:
-        result = run(args.checkpoint, args.vocab, user, args.device)
-    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = run(args.checkpoint, args.vocab, user, args.device)
     write_json(args.out_json, result)
     text = render_text(result)
     write_text(args.out_txt, text)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from attnlab.config import defaults
+from attnlab.errors import cli_main
 
 DISCOUNT_MODES = ("modified", "single")
 
@@ -240,15 +241,7 @@ def summarize(total_nll: float, n_tokens: int, n_chars: int, spell_nll: Optional
 def resolve_config(user: Optional[dict]) -> dict:
     from attnlab import config as cfgmod
 
-    cfg = cfgmod.resolve(defaults("gpt")["baseline"], user, "gpt.baseline")
-    orders = cfg["orders"]
-    if not orders or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 1 for o in orders):
-        raise cfgmod.ConfigError(f"gpt.baseline.orders must be a non-empty list of integers >= 1, got {orders!r}")
-    if cfg["discount"] not in DISCOUNT_MODES:
-        raise cfgmod.ConfigError(f"gpt.baseline.discount must be one of {DISCOUNT_MODES}, got {cfg['discount']!r}")
-    if not isinstance(cfg["char_order"], int) or cfg["char_order"] < 1:
-        raise cfgmod.ConfigError(f"gpt.baseline.char_order must be an integer >= 1, got {cfg['char_order']!r}")
-    return cfg
+    return cfgmod.resolve(defaults("gpt")["baseline"], user, "gpt.baseline")  # the schema checks the values
 
 
 def run(data_path: str | Path, vocab_report_path: str | Path, source: str | Path, val_text: str | Path,
@@ -288,6 +281,7 @@ def run(data_path: str | Path, vocab_report_path: str | Path, source: str | Path
             "char_alphabet": len(speller.alphabet), "seconds": time.perf_counter() - t0}
 
 
+@cli_main
 def main(argv: Optional[list[str]] = None) -> int:
     from attnlab import config as cfgmod
     from attnlab.io import write_json

@@ -142,7 +142,7 @@ def third_party_imports(src: str | Path, *entries: str) -> set[str]:
     return {name for name in third if name not in sys.stdlib_module_names and name != "__future__"}
 
 
-if __name__ == "__main__":  # python workflow/scripts/pkgdeps.py src attnlab.vit.train
+if __name__ == "__main__":  # python workflow/lib/pkgdeps.py src attnlab.vit.train
     for f in source_files(sys.argv[1], *sys.argv[2:]):
         print(f)
     print("third-party:", sorted(third_party_imports(sys.argv[1], *sys.argv[2:])))
