@@ -53,8 +53,12 @@ def test_a_head_that_ignores_the_mask_fails_the_stage(tmp_path, monkeypatch, cap
     assert "mha_shapes" not in err.value.failed
     assert not (tmp_path / "a").exists()
 
-    assert main(["--out-dir", str(tmp_path / "b")]) == 1
-    assert "FAILED attention_head_mask" in capsys.readouterr().err
+    assert main(["--out-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "FAILED attention_head_mask" in err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: module checks failed: ") and "attention_head_mask" in last
+    assert last.endswith(f"nothing written to {tmp_path / 'b'}")
     assert not (tmp_path / "b" / "module_checks.json").exists()
     assert not (tmp_path / "b" / "attention_mask.png").exists()
 

@@ -178,7 +178,7 @@ def test_cli_prepare_and_error_exit(tmp_path, capsys):
     make_cifar_tarball(src, 1, 1)
     assert main(["prepare-cifar10", "--source", str(src), "--md5", _md5(src), "--out-dir", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["checksum"]["verified"] is True
-    assert main(["prepare-cifar10", "--source", str(tmp_path / "none"), "--out-dir", str(tmp_path / "p")]) == 1
+    assert main(["prepare-cifar10", "--source", str(tmp_path / "none"), "--out-dir", str(tmp_path / "p")]) == 2
     assert "data.cifar10.path" in capsys.readouterr().err
 
 

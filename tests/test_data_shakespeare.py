@@ -210,7 +210,7 @@ def test_build_vocab_without_checksum_records_digest_and_bad_checksum_writes_not
     report = build_vocab(text_path, None, {"max_size": 8}, tmp_path / "a")
     assert report["source"]["verified"] is False and report["source"]["sha256"] == _sha256(text.encode())
     assert report["vocab_size"] == 8
-    assert main(["build-vocab", "--text", str(text_path), "--sha256", "1" * 64, "--out-dir", str(tmp_path / "b")]) == 1
+    assert main(["build-vocab", "--text", str(text_path), "--sha256", "1" * 64, "--out-dir", str(tmp_path / "b")]) == 2
     assert not (tmp_path / "b").exists()
 
 

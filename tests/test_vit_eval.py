@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from attnlab.data import DataError
 from attnlab.vit import evaluate as ve
 from attnlab.vit import heatmaps as vh
 from attnlab.vit.model import VisionTransformer
@@ -84,7 +85,7 @@ def test_class_mismatch_is_refused(tmp_path):
 
     make_imagefolder(tmp_path / "if", n_per_class_test=1)
     write_checkpoint(tmp_path / "ckpt.pt", [f"c{i}" for i in range(3)], num_classes=3)
-    with pytest.raises(ValueError, match="trained on"):
+    with pytest.raises(DataError, match="trained on"):
         ve.evaluate(tmp_path / "ckpt.pt", tmp_path / "if")
     assert ve.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(tmp_path / "if"),
                     "--out", str(tmp_path / "e.json")]) == 2

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from attnlab import PatchEmbed, VisionTransformer
+from attnlab.config import ConfigError
 from attnlab.vit.model import load_checkpoint, sincos_2d
 
 torch.set_num_threads(2)
@@ -88,7 +89,8 @@ def test_sincos_model_runs_on_larger_images_unchanged():
 
 
 def test_learned_positions_refuse_other_sizes():
-    with pytest.raises(ValueError, match="sincos"):
+    # a config mistake, named as one: the key to change and the value the images need
+    with pytest.raises(ConfigError, match=r"the images are 64x64 pixels .* set vit.model.img_size to 64"):
         tiny_vit(pos_embed="learned")(torch.randn(1, 3, 64, 64))
 
 

@@ -1,5 +1,6 @@
 """ViT trainer: outputs, exact resume, refused resume, NaN stop, schedule, augmentation."""
 
+import json
 import math
 
 import numpy as np
@@ -8,7 +9,6 @@ import pytest
 import torch
 
 from attnlab.config import ConfigError
-from attnlab.io import read_json
 from attnlab import training
 from attnlab.training import DivergenceError
 from attnlab.vit import train as vt
@@ -41,7 +41,7 @@ def test_outputs_follow_the_formats(prepared, tmp_path):
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert {"model_config", "state_dict", "classes", "config", "epoch"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and len(ckpt["classes"]) == 10
-    on_disk = read_json(tmp_path / "train_summary.json")
+    on_disk = json.loads((tmp_path / "train_summary.json").read_text())
     for key in ("device", "hardware", "n_params", "epochs", "train_seconds", "final_val_acc", "config_digest"):
         assert key in on_disk
     assert on_disk["final_val_acc"] == pytest.approx(metrics["val_acc"].iloc[-1])

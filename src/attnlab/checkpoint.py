@@ -19,6 +19,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from attnlab.errors import AttnlabError
+
 # family -> (what a command expects, keys a checkpoint of that family must hold)
 FAMILIES = {
     "vit": ("a ViT checkpoint written by attnlab.vit.train", ("model_config", "state_dict")),
@@ -30,7 +32,7 @@ _BAD_FILE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeErr
              IndexError, ImportError, zipfile.BadZipFile)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AttnlabError, ValueError):
     """A .pt file that is not what the command expects; the message is one line for the user."""
 
 

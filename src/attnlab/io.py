@@ -1,20 +1,44 @@
 """File helpers shared by every stage: atomic writes, digests, JSON.
 
 Every stage writes its outputs through ``atomic_path`` so that a job killed
-half-way never leaves a file at an output path that a rerun would trust.
+half-way never leaves a file at an output path that a rerun would trust. A
+write that fails for lack of space (a full disk, a quota, a file-size limit)
+raises :class:`WriteError` naming the output, and leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from attnlab.errors import AttnlabError
+
+# errno values that mean "no room for this file": the user frees space, nothing else is wrong.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class WriteError(AttnlabError, OSError):
+    """An output could not be written for lack of space; nothing was left at its path."""
+
+
+def _no_space(path: Path, exc: OSError) -> WriteError:
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
+    except OSError:
+        free = ""
+    err = WriteError(f"could not write {path}: {exc.strerror or exc}{free}; free some space (or write "
+                     f"elsewhere) and rerun")
+    err.errno = exc.errno
+    return err
 
 
 @contextlib.contextmanager
@@ -35,6 +59,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp makes the file 0600; give the result the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in NO_SPACE and not isinstance(exc, WriteError):
+            raise _no_space(path, exc) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -70,16 +98,24 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through ``atomic_path``; a full disk is a WriteError, not torch's C++ message.
+
+    torch's writer reports a failed write as a RuntimeError ("unexpected pos",
+    "basic_ios::clear"); writing through a Python file keeps the OSError that
+    caused it as the RuntimeError's context, so the reason can be named.
+    """
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(obj, fh)
+        except RuntimeError as exc:
+            cause = exc.__context__ or exc.__cause__
+            if isinstance(cause, OSError):  # atomic_path names the output and removes the partial file
+                raise OSError(cause.errno, cause.strerror, str(tmp)) from exc
+            raise
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:

@@ -20,6 +20,7 @@ import torch
 
 from attnlab.checkpoint import load_pt
 from attnlab.config import ConfigError
+from attnlab.errors import AttnlabError
 from attnlab.io import atomic_path, torch_save
 
 # The trainers read time through this name, so tests can replace it with a fake clock.
@@ -28,7 +29,7 @@ now: Callable[[], float] = time.perf_counter
 CALIBRATION_EPOCHS = 2  # epochs measured before a time budget fits the schedule
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(AttnlabError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 

@@ -58,10 +58,19 @@ def _redirect_to_log(log: str | None) -> int | None:
 
 
 def _echo_errors(log: str, console: int) -> None:
-    """Repeat a failed stage's ``error:`` lines on the console, where Snakemake's user looks first."""
-    lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.startswith("error: ")]
-    if lines:
-        os.write(console, "".join(f"[{Path(log).name}] {line}\n" for line in lines[-3:]).encode())
+    """Repeat a failed stage's ``error:`` lines on the console, where Snakemake's user looks first.
+
+    Every stage CLI reports what the user can fix as one ``error: ...`` line
+    (attnlab.errors.cli_main). A stage that died of anything else left a
+    traceback: its last line (the exception) is repeated instead.
+    """
+    lines = Path(log).read_text(errors="replace").splitlines()
+    shown = [line for line in lines if line.startswith("error: ")][-3:]
+    if not shown:
+        last = [line for line in lines if line.strip() and not line.startswith(f"[")][-1:]
+        shown = [f"error: the stage failed: {line.strip()} (the traceback is in {log})" for line in last]
+    if shown:
+        os.write(console, "".join(f"[{Path(log).name}] {line}\n" for line in shown).encode())
 
 
 def config_file(section: Any, tmpdir: str) -> str:
@@ -155,6 +164,11 @@ def run_stage(snakemake: Any, module: str, build_argv: Callable[[str | None], li
             argv = build_argv(config_file(section, tmp) if section is not None else None)
             print(f"[{snakemake.rule}] python -m {module} {' '.join(argv)}", file=sys.stderr, flush=True)
             rc = main(argv)
+    except Exception:  # a bug, not a user's mistake: keep the traceback in the log, the gist on the console
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
     finally:
         if stamp_file is not None:
             _finish_resume(Path(resume_dir), stamp_file, succeeded=not rc)

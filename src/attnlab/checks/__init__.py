@@ -4,8 +4,8 @@
 
 writes DIR/module_checks.json and DIR/attention_mask.png. A failing check
 fails the stage: nothing is written at either output path, the failing
-checks are printed to stderr (with the full record as JSON) and the exit
-status is 1, so the pipeline stops before anything downstream trusts a
+checks are printed to stderr (with the full record as JSON), then one
+``error:`` line, and the exit status is 2, so the pipeline stops before anything downstream trusts a
 broken transformer. ``run_checks`` raises ``ChecksFailed`` in that case.
 """
 
@@ -17,15 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+from attnlab.errors import AttnlabError, cli_main
 from attnlab.io import atomic_path, write_json
 
 JSON_NAME = "module_checks.json"
 FIGURE_NAME = "attention_mask.png"
 
 
-class ChecksFailed(RuntimeError):
-    def __init__(self, failed: list[str], record: dict) -> None:
-        super().__init__("module checks failed: " + ", ".join(failed))
+class ChecksFailed(AttnlabError, RuntimeError):
+    def __init__(self, failed: list[str], record: dict, note: str = "") -> None:
+        super().__init__("module checks failed: " + ", ".join(failed) + (f"; {note}" if note else ""))
         self.failed, self.record = failed, record
 
 
@@ -73,11 +74,12 @@ def run_checks(out_dir: str | Path, seed: int = 0) -> dict:
     return record
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m attnlab.checks",
         description="Run the seed's Problem 2 checks on attnlab.transformer and record the outcome "
-                    f"({JSON_NAME}, {FIGURE_NAME}). Exits 1 and writes nothing if a check fails.",
+                    f"({JSON_NAME}, {FIGURE_NAME}). Exits 2 and writes nothing if a check fails.",
     )
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs and weights")
@@ -89,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             if not c["passed"]:
                 print(f"FAILED {c['name']}: {c['detail']}", file=sys.stderr)
         print(json.dumps(exc.record, indent=2), file=sys.stderr)
-        print(f"{exc}; nothing written to {args.out_dir}", file=sys.stderr)
-        return 1
+        raise ChecksFailed(exc.failed, exc.record, f"nothing written to {args.out_dir}") from None
     demo = record["vit_sincos_demo"]["status"]
     print(f"{record['n_checks']} module checks passed in {record['seconds']:.2f}s (vit_sincos_demo: {demo}); "
           f"wrote {args.out_dir / JSON_NAME}, {args.out_dir / FIGURE_NAME}")

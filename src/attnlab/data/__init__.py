@@ -11,6 +11,7 @@ defaults live. Setting a ``path`` selects an offline source over the ``url``.
 from __future__ import annotations
 
 from attnlab.config import defaults
+from attnlab.errors import AttnlabError
 
 DEFAULT_CONFIG: dict = defaults("data")
 CIFAR10_URL = DEFAULT_CONFIG["cifar10"]["url"]
@@ -19,7 +20,7 @@ SHAKESPEARE_URL = DEFAULT_CONFIG["shakespeare"]["url"]
 SHAKESPEARE_SHA256 = DEFAULT_CONFIG["shakespeare"]["sha256"]
 
 
-class DataError(RuntimeError):
+class DataError(AttnlabError, RuntimeError):
     """Bad data input (missing file, wrong layout, checksum mismatch, unreachable URL).
 
     The message names the file or config key involved and says what to do.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from attnlab.config import ConfigError, load_config_file
-from attnlab.data import CIFAR10_MD5, CIFAR10_URL, SHAKESPEARE_SHA256, SHAKESPEARE_URL, DataError
+from attnlab.config import load_config_file
+from attnlab.data import CIFAR10_MD5, CIFAR10_URL, SHAKESPEARE_SHA256, SHAKESPEARE_URL
+from attnlab.errors import cli_main
 
 
 def _checksum(value: str) -> str | None:
@@ -50,28 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "download-cifar10":
-            from attnlab.data.cifar10 import download_cifar10
+    if args.command == "download-cifar10":
+        from attnlab.data.cifar10 import download_cifar10
 
-            download_cifar10(args.url, args.out, args.md5, retries=args.retries)
-        elif args.command == "prepare-cifar10":
-            from attnlab.data.cifar10 import prepare
+        download_cifar10(args.url, args.out, args.md5, retries=args.retries)
+    elif args.command == "prepare-cifar10":
+        from attnlab.data.cifar10 import prepare
 
-            prepare(args.source, args.out_dir, md5=args.md5, sha256=args.sha256)
-        elif args.command == "download-shakespeare":
-            from attnlab.data.shakespeare import download_shakespeare
+        prepare(args.source, args.out_dir, md5=args.md5, sha256=args.sha256)
+    elif args.command == "download-shakespeare":
+        from attnlab.data.shakespeare import download_shakespeare
 
-            download_shakespeare(args.url, args.out, args.sha256, retries=args.retries)
-        elif args.command == "build-vocab":
-            from attnlab.data.vocab import build_vocab
+        download_shakespeare(args.url, args.out, args.sha256, retries=args.retries)
+    elif args.command == "build-vocab":
+        from attnlab.data.vocab import build_vocab
 
-            build_vocab(args.text, args.sha256, load_config_file(args.config), args.out_dir)
-    except (DataError, ConfigError) as err:
-        print(f"attnlab.data {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        build_vocab(args.text, args.sha256, load_config_file(args.config), args.out_dir)
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from attnlab.checkpoint import load_pt
+from attnlab.data import DataError
 
 
 def load_data(data_path: str | Path) -> dict:
@@ -22,7 +23,7 @@ def load_data(data_path: str | Path) -> dict:
     missing = [k for k in ("train", "val", "val_chars", "start_id", "pad_id", "unk_id", "vocab_size")
                if k not in data]
     if missing:
-        raise ValueError(f"{data_path} lacks {missing}; rebuild it with `python -m attnlab.data build-vocab`")
+        raise DataError(f"{data_path} lacks {missing}; rebuild it with `python -m attnlab.data build-vocab`")
     return data
 
 
@@ -31,6 +32,6 @@ def load_tokenizer(vocab_path: str | Path, vocab_size: Optional[int] = None):
 
     tok = MyTokenizer.load(vocab_path)
     if vocab_size is not None and len(tok) != vocab_size:
-        raise ValueError(f"{vocab_path} has {len(tok)} tokens but the data/model expect {vocab_size}; "
+        raise DataError(f"{vocab_path} has {len(tok)} tokens but the data/model expect {vocab_size}; "
                          "use the vocab.json written together with dialogues.pt")
     return tok

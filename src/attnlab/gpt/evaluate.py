@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from attnlab.checkpoint import CheckpointError
+from attnlab.errors import cli_main
 from attnlab.gpt.data import load_data, load_tokenizer
 from attnlab.gpt.model import load_checkpoint
 from attnlab.gpt.scoring import score_dialogues, summarize
@@ -52,23 +52,24 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     ``baseline``: {"ngram", "data", "vocab_report", "source"} paths (see the
     module doc); without it only the model is scored.
     """
-    from attnlab.data.shakespeare import split_dialogues
+    from attnlab.data import DataError
+    from attnlab.data.shakespeare import read_text, split_dialogues
     from attnlab.gpt import mixture, ngram
 
     text_path = Path(text_path)
     if not text_path.exists():
-        raise FileNotFoundError(f"text file {text_path} does not exist")
+        raise DataError(f"text file {text_path} does not exist")
     if baseline is not None:
         missing = [k for k in BASELINE_FILES if not baseline.get(k)]
         if missing:
-            raise ValueError(f"the baseline needs all of {BASELINE_FILES}; missing {missing}")
+            raise DataError(f"the baseline needs all of {BASELINE_FILES}; missing {missing}")
     dev = pick_device(device)
     model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
     tok = load_tokenizer(vocab_path, model.vocab_size)
-    dialogues = split_dialogues(text_path.read_text(encoding="utf-8"))
+    dialogues = split_dialogues(read_text(text_path))
     if not dialogues:
-        raise ValueError(f"{text_path} holds no dialogue (blocks separated by blank lines)")
+        raise DataError(f"{text_path} holds no dialogue (blocks separated by blank lines)")
     words = [tok.tokenize(d) for d in dialogues]
     ids = [[tok.start_id] + tok.convert_tokens_to_ids(w) for w in words]
     scores = score_dialogues(model, ids, tok.pad_id, tok.unk_id, batch_size, device=dev,
@@ -86,18 +87,18 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     order = int(chosen["best_order"])
     data = load_data(baseline["data"])
     if data["vocab_size"] != len(tok):
-        raise ValueError(f"{baseline['data']} has a {data['vocab_size']}-word vocabulary, {vocab_path} "
+        raise DataError(f"{baseline['data']} has a {data['vocab_size']}-word vocabulary, {vocab_path} "
                          f"{len(tok)}: use the files build_vocab wrote together")
     kn = ngram.KneserNey(order, data["vocab_size"], data["start_id"], cfg["discount"])
     kn.fit([[int(t) for t in s] for s in data["train"]])
     kn_scores = kn.score(ids, per_target=True)
     if kn_scores["n_tokens"] != scores["n_tokens"]:
-        raise AssertionError(f"the baseline scored {kn_scores['n_tokens']} targets, the model "
+        raise DataError(f"the baseline scored {kn_scores['n_tokens']} targets, the model "
                              f"{scores['n_tokens']}: they must score the same ones")
     speller = ngram.fit_speller(baseline["source"], baseline["vocab_report"], cfg["char_order"], cfg["discount"])
     spell, n_spelled = ngram.spelling_nll((w for ws in words for w in ws), tok, speller)
     if n_spelled != scores["n_unk"]:
-        raise AssertionError(f"{n_spelled} words spelled but {scores['n_unk']} <unk> targets")
+        raise DataError(f"{n_spelled} words spelled but {scores['n_unk']} <unk> targets")
     model_open = ngram.summarize(scores["total_nll"], scores["n_tokens"], n_chars, spell)
     kn_sum = ngram.summarize(kn_scores["total_nll"], kn_scores["n_tokens"], n_chars, spell)
     out.update({
@@ -120,6 +121,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     return out
 
 
+@cli_main
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m attnlab.gpt.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
@@ -137,12 +139,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if any(given.values()) and not all(given.values()):
         p.error(f"give all of --ngram --data --vocab-report --source, or none (missing: "
                 f"{[k for k, v in given.items() if not v]})")
-    try:
-        result = evaluate(args.checkpoint, args.vocab, args.text, args.device,
-                          baseline=given if all(given.values()) else None)
-    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = evaluate(args.checkpoint, args.vocab, args.text, args.device,
+                      baseline=given if all(given.values()) else None)
     write_json(args.out, result)
     line = (f"val_loss {result['val_loss']:.4f}  perplexity {result['val_perplexity']:.1f}  "
             f"bits/char {result['val_bits_per_char']:.4f}  unk {result['unk_rate']:.4f}  ({result['n_tokens']} tokens)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from attnlab.errors import AttnlabError
+
 # src/attnlab/report/code.py -> src: the attnlab that builds the report is the one listed.
 SRC = Path(__file__).resolve().parents[2]
 
@@ -39,7 +41,7 @@ LISTINGS: list[tuple[str, str, str, str]] = [
 ]
 
 
-class CodeListingError(LookupError):
+class CodeListingError(AttnlabError, LookupError):
     """A definition the appendix lists is not in its module any more."""
 
 

@@ -9,15 +9,16 @@ the defaults below apply). The work is in attnlab.theory.rnn_vs_attention.run.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from attnlab.config import ConfigError, load_config_file
+from attnlab.config import load_config_file
+from attnlab.errors import cli_main
 from attnlab.theory.rnn_vs_attention import DEFAULT_CONFIG, run
 
 __all__ = ["DEFAULT_CONFIG", "run", "main"]
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m attnlab.theory",
@@ -29,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="YAML/JSON file holding the theory section (optional)")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
     args = parser.parse_args(argv)
-    try:
-        record = run(load_config_file(args.config), args.out_dir)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    record = run(load_config_file(args.config), args.out_dir)
     for name, m in record["scaling"]["methods"].items():
         print(f"{name:22s} slope seconds {m['slope_seconds']:.2f}  slope flops {m['slope_flops']:.2f}")
     print(f"done in {record['seconds']:.1f}s; wrote {args.out_dir}")

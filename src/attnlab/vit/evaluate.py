@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnlab.errors import cli_main
 from attnlab.io import atomic_path, write_json
 from attnlab.runtime import autocast, pick_device
 from attnlab.vit.augment import normalize
@@ -53,6 +54,7 @@ def evaluate_arrays(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", batch_size: int = 512) -> dict:
     """Top-1 accuracy, per-class accuracy and confusion matrix (rows true, columns predicted) on the test split."""
+    from attnlab.data import DataError
     from attnlab.data.cifar10 import load_split
 
     dev = pick_device(device)
@@ -62,7 +64,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", bat
     classes = list(split["classes"])
     trained_on = ckpt.get("classes")
     if trained_on is not None and list(trained_on) != classes:
-        raise ValueError(f"{data} has classes {classes} but {checkpoint} was trained on {list(trained_on)}")
+        raise DataError(f"{data} has classes {classes} but {checkpoint} was trained on {list(trained_on)}")
     labels = split["labels"].long()
     _, acc, preds = evaluate_arrays(model, split["images"], labels, dev, batch_size, amp=dev.type == "cuda")
     _, acc_tta, preds_tta = evaluate_arrays(model, split["images"], labels, dev, batch_size,
@@ -117,6 +119,7 @@ def plot_confusion(result: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attnlab.vit.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
@@ -126,13 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=512)
     args = ap.parse_args(argv)
-    from attnlab.data import DataError
-
-    try:
-        result = evaluate(args.checkpoint, args.data, args.device, args.batch_size)
-    except (FileNotFoundError, ValueError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = evaluate(args.checkpoint, args.data, args.device, args.batch_size)
     write_json(args.out, result)
     if args.confusion:
         plot_confusion(result, args.confusion)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from attnlab.errors import cli_main
 from attnlab.io import atomic_path, write_json
 from attnlab.runtime import pick_device
 from attnlab.vit.augment import normalize
@@ -205,6 +206,7 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
     return result
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attnlab.vit.heatmaps", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
@@ -213,13 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-images", type=int, default=None, help="default: the run's heatmaps.n_images (10)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    from attnlab.data import DataError
-
-    try:
-        result = heatmaps(args.checkpoint, args.data, args.out_dir, args.n_images, args.device)
-    except (FileNotFoundError, ValueError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = heatmaps(args.checkpoint, args.data, args.out_dir, args.n_images, args.device)
     s = result["summary"]
     print(f"class-token attention: centre mass {s['mean_center_mass']:.3f} (uniform {s['uniform_center_mass']:.3f}), "
           f"entropy {s['mean_entropy']:.3f} (max {s['max_entropy']:.3f})")

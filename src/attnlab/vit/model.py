@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from attnlab.config import ConfigError
 from attnlab.transformer import Transformer
 
 Tensor = torch.Tensor
@@ -126,9 +127,11 @@ class VisionTransformer(nn.Module):
             pos = sincos_2d(grid_h, grid_w, self.dim, device=x.device, dtype=x.dtype)
             return torch.cat([x[:, :1], x[:, 1:] + pos], dim=1)
         if x.shape[1] != self.pos_embed.shape[1]:
-            raise ValueError(
-                f"this model has learned positional embeddings for {self.pos_embed.shape[1] - 1} patches "
-                f"but the input gives {x.shape[1] - 1}; build it with pos_embed='sincos' to accept any image size"
+            pe, p = self.patch_embed, self.patch_embed.patch_size
+            raise ConfigError(
+                f"the images are {grid_h * p}x{grid_w * p} pixels but the model was built for "
+                f"vit.model.img_size = {pe.img_size} ({pe.num_patches} learned patch positions, "
+                f"{grid_h * grid_w} here): set vit.model.img_size to {grid_h * p}"
             )
         return x + self.pos_embed
 
