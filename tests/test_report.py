@@ -29,6 +29,7 @@ from attnlab.report.build import build_report  # noqa: E402
 from attnlab.report.cli import main as report_main  # noqa: E402
 from attnlab.report.facts import benchmark_seconds  # noqa: E402
 from attnlab.report.inputs import make_inputs  # noqa: E402
+from attnlab.report.provenance import checkout_provenance  # noqa: E402
 from attnlab.report.validate import ReportInputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +246,8 @@ def make_results(root: Path) -> dict:
     _bench(res / "benchmarks/train_vit/main.tsv", 61.27)
     _bench(res / "benchmarks/train_gpt/main.tsv", 3725.5)
     # train_vit/wide and train_gpt/small have no benchmark: "not recorded"
-    return make_inputs(CONFIG, results=res, repo=REPO, writeup=REPO / "report" / "writeup.typ")
+    return make_inputs(CONFIG, results=res, provenance=checkout_provenance(REPO),
+                       writeup=REPO / "report" / "writeup.typ")
 
 
 @pytest.fixture(scope="module")
@@ -488,9 +490,9 @@ def test_missing_result_names_file_and_rule(built, tmp_path):
         build_report(inputs2, out)
     assert not out.exists()
 
-    # the CLI reports the same and exits 1
+    # the CLI reports the same and exits 2
     (tmp_path / "inputs.json").write_text(json.dumps(inputs2))
-    assert report_main(["--inputs", str(tmp_path / "inputs.json"), "--out", str(out)]) == 1
+    assert report_main(["--inputs", str(tmp_path / "inputs.json"), "--out", str(out)]) == 2
     assert not out.exists()
 
 

@@ -9,8 +9,10 @@ same result files therefore give the same PDF bytes.
 
 The first run of each family (in mapping order) is shown in detail; every run
 appears in the comparison table. ``attnlab.report.inputs.make_inputs(config,
-results_dir, repo)`` builds the INPUTS dict for the standard ``results/`` layout
-(documented in docs/stages.md).
+results_dir, provenance)`` builds the INPUTS dict for the standard ``results/``
+layout (documented in docs/stages.md). An INPUTS file is data: its shape is
+checked first (``validate.check_inputs``), and nothing in it is run, git
+included (the commit comes recorded in ``provenance``).
 """
 
 from __future__ import annotations
@@ -22,24 +24,23 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from attnlab.config import defaults, digest, plain, run_section
+from attnlab.errors import AttnlabError
 from attnlab.io import atomic_path, write_json
 from attnlab.report import code, facts
 from attnlab.report.inputs import RUN_GROUPS
-from attnlab.report.validate import ReportInputError, check_file, finite_json, iter_files
+from attnlab.report.provenance import provenance_of
+from attnlab.report.validate import ReportInputError, check_file, check_inputs, finite_json, iter_files
 
 CHECKOUT = Path(__file__).resolve().parents[3]  # src/attnlab/report/build.py -> repo root
-DEFAULT_TITLE = "Transformers from scratch: RNNs vs attention, a ViT on CIFAR-10 and DialogueGPT"
 
 
-class ReportBuildError(RuntimeError):
+class ReportBuildError(AttnlabError, RuntimeError):
     """Typst failed to compile the writeup (a bug in report/writeup.typ, not in the results)."""
 
 
 def writeup_source(inputs: Mapping[str, Any]) -> Path:
-    if inputs.get("writeup"):
-        path = Path(inputs["writeup"])
-    else:
-        path = Path(inputs.get("repo") or CHECKOUT) / "report" / "writeup.typ"
+    path = Path(inputs["writeup"]) if inputs.get("writeup") else CHECKOUT / "report" / "writeup.typ"
     if not path.is_file():
         raise ReportInputError(f"writeup source {path} is missing (set \"writeup\" in INPUTS.json)")
     return path
@@ -51,9 +52,8 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
     Results land at files/<group>[/<run>]/<key><suffix>. JSON files are rewritten
     with inf/nan as strings (Typst's JSON reader rejects them); the rest are copied.
     """
-    results = inputs.get("results")
-    if not isinstance(results, Mapping):
-        raise ReportInputError("INPUTS.json has no mapping 'results'")
+    check_inputs(inputs)
+    results = inputs["results"]
     source = writeup_source(inputs)
     for typ in sorted(source.parent.glob("*.typ")):
         shutil.copyfile(typ, where / typ.name)
@@ -81,12 +81,11 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         walls = facts.wall_times(results.get("benchmarks") or {})
     except ValueError as exc:
         raise ReportInputError(str(exc)) from None
-    from attnlab.config import digest, plain
 
     return {
-        "title": report_cfg.get("title") or DEFAULT_TITLE,
+        "title": report_cfg.get("title") or defaults("report")["title"],
         "author": report_cfg.get("author") or "",
-        **facts.git_commit(inputs.get("repo")),
+        **provenance_of(inputs),
         "config_digest": digest(config),
         "epoch": epoch,
         "date": facts.format_date(epoch),
@@ -99,21 +98,6 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         "files": files,
         "code": code.listings(),
     }
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
-            else value
-    return out
-
-
-def run_section(config: Mapping[str, Any], family: str, run: str) -> dict:
-    """The ``family`` section with run ``run``'s overrides merged in, as that run's stages received it."""
-    section = {k: v for k, v in (config.get(family) or {}).items() if k != "runs"}
-    over = ((config.get(family) or {}).get("runs") or {}).get(run) or {}
-    return _merge(section, over)
 
 
 def compile_pdf(main_typ: Path, root: Path, data_rel: str, epoch: int) -> bytes:
@@ -144,7 +128,8 @@ def build_report(inputs: Mapping[str, Any], out_pdf: str | Path, data_json: str 
     with tempfile.TemporaryDirectory(prefix="attnlab-report-") as tmp:
         where = Path(tmp)
         data = stage(inputs, where)
-        (where / "data.json").write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
+        # the config may hold nan/inf too (the appendix prints it): strings, as for the results
+        (where / "data.json").write_text(json.dumps(finite_json(data), indent=1, allow_nan=False), encoding="utf-8")
         pdf = compile_pdf(where / writeup_source(inputs).name, where, "data.json", data["epoch"])
     with atomic_path(out_pdf) as part:
         part.write_bytes(pdf)
@@ -154,13 +139,15 @@ def build_report(inputs: Mapping[str, Any], out_pdf: str | Path, data_json: str 
 
 
 def load_inputs(path: str | Path) -> dict:
+    """Read INPUTS.json; a file that is not a readable JSON object raises ReportInputError."""
     p = Path(path)
     if not p.is_file():
-        raise ReportInputError(f"inputs file {p} is missing")
+        raise ReportInputError(f"inputs file {p} is missing" if not p.exists() else f"inputs file {p} is not a file")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(f"inputs file {p} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ReportInputError(f"inputs file {p} is not valid UTF-8 JSON ({exc.__class__.__name__}: "
+                               f"{str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise ReportInputError(f"inputs file {p} must hold a JSON object (see attnlab.report.build)")
     return data

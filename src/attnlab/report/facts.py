@@ -1,29 +1,17 @@
-"""Title-page facts that are not in any single result file: commit, digest, date, wall times."""
+"""Title-page facts that are not in any single result file: date, wall times, the config as YAML.
+
+The commit comes from INPUTS' ``provenance`` record (attnlab.report.provenance).
+"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import os
-import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from attnlab.config import plain
-
-
-def git_commit(repo: str | Path | None) -> dict:
-    """{"commit": full hash or "unknown", "dirty": bool} of the checkout the pipeline ran from."""
-    if not repo:
-        return {"commit": "unknown", "dirty": False}
-    try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=20, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=20, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": False}
-    return {"commit": head or "unknown", "dirty": bool(status)}
 
 
 def results_epoch(paths: Iterable[str | Path]) -> int:
@@ -55,13 +43,13 @@ def benchmark_seconds(path: str | Path) -> float | None:
     p = Path(path)
     if not p.is_file():
         return None
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
     try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
         # with --benchmark-repeats there is one row per repeat; report the mean
         values = [float(r["s"]) for r in rows]
         return sum(values) / len(values)
-    except (KeyError, ValueError, ZeroDivisionError):
+    except (KeyError, ValueError, TypeError, ZeroDivisionError, csv.Error):  # UnicodeDecodeError is a ValueError
         raise ValueError(f"benchmark file {p} is malformed: expected a tab-separated table with a numeric "
                          f"column 's' (Snakemake writes it for the rule's benchmark: directive); "
                          f"delete it and rerun the rule") from None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from attnlab.config import run_names
+
 # (key in INPUTS["results"][group], file name, rule that writes it)
 DATA_FILES = {
     "cifar10_manifest": ("cifar10/manifest.json", "prepare_cifar10"),
@@ -53,12 +55,6 @@ FIXED_GROUPS = {"data": (DATA_FILES, "data"), "checks": (CHECKS_FILES, "checks")
 RUN_GROUPS = {"vit": VIT_FILES, "gpt": GPT_FILES}
 
 
-def run_names(config: Mapping[str, Any], family: str) -> list[str]:
-    """Run names of ``family`` (vit/gpt) in config order; a run set to null is dropped (as the Snakefile does)."""
-    runs = (config.get(family) or {}).get("runs") or {"main": {}}
-    return [name for name, over in runs.items() if over is not None]
-
-
 def result_paths(config: Mapping[str, Any], results: str | Path = "results") -> dict:
     """INPUTS["results"] for ``config``: every file the writeup reads, under the ``results`` folder."""
     root = Path(results)
@@ -74,12 +70,16 @@ def result_paths(config: Mapping[str, Any], results: str | Path = "results") -> 
     return out
 
 
-def make_inputs(config: Mapping[str, Any], results: str | Path = "results", repo: str | Path | None = None,
-                writeup: str | Path | None = None) -> dict:
-    """A complete INPUTS dict (see attnlab.report.build) for the standard results layout."""
+def make_inputs(config: Mapping[str, Any], results: str | Path = "results",
+                provenance: Mapping[str, Any] | None = None, writeup: str | Path | None = None) -> dict:
+    """A complete INPUTS dict (see attnlab.report.build) for the standard results layout.
+
+    ``provenance``: {"commit", "dirty"} of the checkout, from
+    attnlab.report.provenance.checkout_provenance (None: commit "unknown").
+    """
     return {
         "config": dict(config),
-        "repo": str(repo) if repo is not None else None,
+        "provenance": dict(provenance) if provenance is not None else None,
         "writeup": str(writeup) if writeup is not None else None,
         "results": result_paths(config, results),
     }

@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from attnlab.errors import AttnlabError
 from attnlab.report.inputs import FIXED_GROUPS, RUN_GROUPS, rule_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -39,7 +41,7 @@ CSV_COLUMNS = {
 JSONL_KEYS = {"samples": ["epoch", "prompt", "text"]}
 
 
-class ReportInputError(ValueError):
+class ReportInputError(AttnlabError, ValueError):
     """A result the writeup needs is missing or malformed."""
 
 
@@ -51,24 +53,103 @@ def _problem(path: str, group: str, key: str, what: str) -> ReportInputError:
     )
 
 
-def iter_files(results: Mapping[str, Any]) -> Iterator[tuple[str, str | None, str, str]]:
-    """(group, run or None, key, path) for every required result file."""
-    for group in FIXED_GROUPS:
-        for key, path in _group(results, group).items():
-            yield group, None, key, str(path)
+def _where(*parts: str) -> str:
+    return "results." + ".".join(parts)
+
+
+def _check_paths(node: Any, table: Mapping[str, tuple[str, str]], *where: str) -> None:
+    if not isinstance(node, Mapping):
+        raise ReportInputError(f"INPUTS.json has no mapping {_where(*where)}")
+    if unknown := sorted(set(map(str, node)) - set(table)):
+        raise ReportInputError(f"INPUTS.json {_where(*where)} has unknown key(s) {', '.join(unknown)} "
+                               f"(known: {', '.join(table)})")
+    if missing := [k for k in table if k not in node]:
+        raise ReportInputError(f"INPUTS.json {_where(*where)} lacks {', '.join(missing)} "
+                               f"(made by rule {table[missing[0]][1]})")
+    for key, path in node.items():
+        if not isinstance(path, str) or not path or "\0" in path:
+            raise ReportInputError(f"INPUTS.json {_where(*where, key)} must be a file path, got {path!r}")
+
+
+def _check_run_name(run: Any, *where: str) -> None:
+    from attnlab.config import schema
+
+    pattern = schema()["$defs"]["run_name"]["pattern"]  # run names become folders, as in the pipeline
+    if not isinstance(run, str) or not re.fullmatch(pattern, run):
+        raise ReportInputError(f"INPUTS.json {_where(*where)} has the run name {run!r}: use letters, digits, "
+                               f"'_', '-' and '.', not starting with '.'")
+
+
+def check_inputs(inputs: Any) -> None:
+    """Check the shape of an INPUTS dict (see attnlab.report.build); ReportInputError names what is wrong.
+
+    Only the listed keys, files given as path strings, run names that are safe
+    folder names, and mappings where mappings belong, so that nothing later
+    trips over a crafted inputs file.
+    """
+    if not isinstance(inputs, Mapping):
+        raise ReportInputError("INPUTS.json must hold a JSON object (see attnlab.report.build)")
+    if unknown := sorted(set(map(str, inputs)) - {"config", "provenance", "writeup", "results", "repo"}):
+        raise ReportInputError(f"INPUTS.json has unknown key(s) {', '.join(unknown)} "
+                               f"(known: config, provenance, writeup, results)")
+    config = inputs.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        raise ReportInputError("INPUTS.json \"config\" must be the pipeline config (a mapping)")
+    for section in ("report", "data", "vit", "gpt"):
+        if (config or {}).get(section) is not None and not isinstance(config[section], Mapping):
+            raise ReportInputError(f"INPUTS.json config.{section} must be a mapping")
     for family in RUN_GROUPS:
-        runs = _group(results, family)
+        runs = ((config or {}).get(family) or {}).get("runs")
+        if runs is not None and (not isinstance(runs, Mapping)
+                                 or not all(v is None or isinstance(v, Mapping) for v in runs.values())):
+            raise ReportInputError(f"INPUTS.json config.{family}.runs must map run names to overrides (or null)")
+    title = ((config or {}).get("report") or {}).get("title")
+    if title is not None and not isinstance(title, str):
+        raise ReportInputError("INPUTS.json config.report.title must be a string")
+    writeup = inputs.get("writeup")
+    if writeup is not None and (not isinstance(writeup, str) or not writeup or "\0" in writeup):
+        raise ReportInputError(f"INPUTS.json \"writeup\" must be the path of a .typ file, got {writeup!r}")
+    from attnlab.report.provenance import provenance_of
+
+    try:
+        provenance_of(inputs)
+    except ValueError as exc:
+        raise ReportInputError(f"INPUTS.json {exc}") from None
+    results = inputs.get("results")
+    if not isinstance(results, Mapping):
+        raise ReportInputError("INPUTS.json has no mapping 'results'")
+    if unknown := sorted(set(map(str, results)) - {*FIXED_GROUPS, *RUN_GROUPS, "benchmarks"}):
+        raise ReportInputError(f"INPUTS.json results has unknown key(s) {', '.join(unknown)}")
+    for group, (table, _) in FIXED_GROUPS.items():
+        _check_paths(results.get(group), table, group)
+    for family, table in RUN_GROUPS.items():
+        runs = results.get(family)
+        if not isinstance(runs, Mapping):
+            raise ReportInputError(f"INPUTS.json has no mapping results.{family}")
         if not runs:
             raise ReportInputError(f"INPUTS.json lists no {family} run under results.{family}")
         for run, files in runs.items():
+            _check_run_name(run, family)
+            _check_paths(files, table, family, run)
+    benchmarks = results.get("benchmarks") or {}
+    if not isinstance(benchmarks, Mapping) or not all(isinstance(v, Mapping) for v in benchmarks.values()):
+        raise ReportInputError("INPUTS.json results.benchmarks must map rules to {run: path of a .tsv}")
+    for rule, runs in benchmarks.items():
+        for run, path in runs.items():
+            if not isinstance(path, str) or "\0" in path:
+                raise ReportInputError(f"INPUTS.json {_where('benchmarks', rule, run)} must be a file path, "
+                                       f"got {path!r}")
+
+
+def iter_files(results: Mapping[str, Any]) -> Iterator[tuple[str, str | None, str, str]]:
+    """(group, run or None, key, path) for every required result file (``check_inputs`` checked the shape)."""
+    for group in FIXED_GROUPS:
+        for key, path in results[group].items():
+            yield group, None, key, path
+    for family in RUN_GROUPS:
+        for run, files in results[family].items():
             for key, path in files.items():
-                yield family, run, key, str(path)
-
-
-def _group(results: Mapping[str, Any], group: str) -> dict:
-    if group not in results or not isinstance(results[group], Mapping):
-        raise ReportInputError(f"INPUTS.json has no mapping results.{group}")
-    return dict(results[group])
+                yield family, run, key, path
 
 
 def _missing_keys(obj: Any, dotted: list[str]) -> list[str]:
@@ -137,7 +218,7 @@ def check_file(group: str, run: str | None, key: str, path: str) -> Any:
         if lost := _missing_keys(data, spec):
             raise ValueError(f"lacks key(s) {', '.join(lost)}")
         return data
-    except (ValueError, KeyError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+    except (ValueError, KeyError, csv.Error, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError: ValueError
         raise _problem(path, group, key, f"is malformed ({exc})") from None
 
 
