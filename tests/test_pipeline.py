@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import planned_jobs, planned_runs
+from conftest import ROOT, planned_jobs, planned_runs
 
 pytestmark = pytest.mark.slow
 
@@ -211,3 +211,40 @@ def test_a_killed_job_leaves_nothing_a_rerun_trusts(tiny_run, tmp_path):
     metrics = (outdir / "metrics.csv").read_text().strip().splitlines()
     assert [int(line.split(",")[0]) for line in metrics[1:]] == list(range(1, 61))
     assert "Nothing to be done" in tiny_run.snakemake("-n", target, configfiles=(extra,)).stdout
+
+
+def test_a_failing_data_stage_prints_its_error_line_on_the_console(tmp_path):
+    """The stage's one `error:` line reaches Snakemake's console, not only the job's log (a fresh workdir,
+    so the shared tiny run keeps its outputs: Snakemake deletes a failed job's outputs)."""
+    from conftest import TinyRun, make_tiny_data
+
+    work = tmp_path / "work"
+    make_tiny_data(work)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"data": {"shakespeare": {"sha256": "0" * 64}}}))
+    run = TinyRun(repo=ROOT, workdir=work)
+    proc = run.snakemake("results/data/shakespeare/vocab.json", configfiles=(wrong,), check=False, timeout=300)
+    assert proc.returncode != 0
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("[build_vocab.log] error: ")), None)
+    assert line is not None, proc.stdout[-4000:]
+    assert "sha256 mismatch" in line and "0" * 64 in line and "data.shakespeare.sha256" in line
+    assert "Traceback" not in (work / "results" / "logs" / "build_vocab.log").read_text()
+    assert not (work / "results" / "data" / "shakespeare" / "vocab.json").exists()
+
+
+def test_snakemake_report_shows_each_figure_with_its_caption(tiny_run, tmp_path):
+    """`snakemake --report`: every report/*.rst caption is attached to the figure it describes, per run."""
+    html = tmp_path / "report.html"
+    tiny_run.snakemake("--report", str(html))
+    text = html.read_text()
+    captions = sorted((ROOT / "report").glob("*.rst"))
+    assert len(captions) == 10
+    for caption in captions:
+        body = caption.read_text()
+        if "{{" in body.split(":")[0]:  # "ViT run ``{{ snakemake.wildcards.run }}``: ...": what follows is its own
+            body = body.split(": ", 1)[1]
+        words = " ".join(body.split()[:5])
+        assert words in text, f"{caption.name}: {words!r} is not in the report"
+    for run in ("main", "narrow"):  # the {run} wildcard in the GPT caption, rendered per run
+        assert f'DialogueGPT run <tt class=\\"docutils literal\\">{run}</tt>' in text
+    assert 'ViT run <tt class=\\"docutils literal\\">main</tt>: attention rollout' in text

@@ -4,6 +4,7 @@ before any job, naming the key."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,118 @@ def test_snakemake_lint_is_clean(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
                            "--lint"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_the_package_reads_the_schema_through_a_link_that_a_wheel_carries():
+    """attnlab/presets/config.schema.yaml is workflow/schemas/config.schema.yaml (a link, not a copy), and
+    pyproject's package-data takes it into a wheel, as it does the config presets."""
+    import tomllib
+
+    from attnlab.config import schema
+
+    link = ROOT / "src" / "attnlab" / "presets" / "config.schema.yaml"
+    assert link.is_symlink() and link.resolve() == (ROOT / "workflow" / "schemas" / "config.schema.yaml").resolve()
+    assert schema() == SCHEMA
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["attnlab"]
+    assert any(Path("presets/config.schema.yaml").match(pattern) for pattern in data)
+
+
+@pytest.mark.parametrize("section, where, user, line", [
+    ("vit", "vit", {"train": {"lr": -1}}, "config key 'vit.train.lr' = -1: -1 is less than or equal to the minimum of 0"),
+    ("vit", "vit", {"train": {"augment": "rotate"}},
+     "config key 'vit.train.augment' = 'rotate': 'rotate' is not one of ['crop_flip', 'flip', 'none']"),
+    ("gpt", "gpt", {"train": {"keep": "first"}}, "config key 'gpt.train.keep' = 'first': 'first' is not one of"),
+    ("gpt", "gpt", {"train": {"word_dropout": 1.0}},
+     "config key 'gpt.train.word_dropout' = 1.0: 1.0 is greater than or equal to the maximum of 1"),
+    ("theory", "theory", {"gpu": "on"}, "config key 'theory.gpu' = 'on': 'on' is not one of ['auto', 'off', False]"),
+    ("theory", "theory", {"seq_lens": [8]}, "config key 'theory.seq_lens' = [8]: [8] is too short"),
+])
+def test_stage_clis_check_their_section_against_the_schema_as_planning_does(section, where, user, line):
+    """resolve() (what every stage CLI calls) refuses what the schema refuses, with the line planning prints."""
+    from attnlab.config import ConfigError, defaults, describe, merge, resolve, schema
+
+    with pytest.raises(ConfigError) as err:
+        resolve(defaults(section), user, where)
+    assert line in str(err.value) and "\n" not in str(err.value)
+    planned = describe(merge(CONFIG, {section: user}), schema())  # what `snakemake -n` lists
+    assert any(p.startswith(line) for p in planned) and any(p in str(err.value) for p in planned)
+
+
+def test_the_baseline_and_vocabulary_sections_are_checked_by_the_schema_too():
+    from attnlab.config import ConfigError
+    from attnlab.data.vocab import resolve_vocab_config
+    from attnlab.gpt.ngram import resolve_config
+
+    with pytest.raises(ConfigError, match=r"'gpt.baseline.orders.0' = 0: 0 is less than the minimum of 1"):
+        resolve_config({"orders": [0, 2]})
+    with pytest.raises(ConfigError, match=r"'gpt.baseline.discount' = 'kneser'"):
+        resolve_config({"discount": "kneser"})
+    with pytest.raises(ConfigError, match=r"'data.shakespeare.val_fraction' = 0: 0 is less than or equal"):
+        resolve_vocab_config({"val_fraction": 0})  # the flat shape the pipeline passes is named as data.*
+
+
+# ------------------------------------------------------------- config/README.md holds config.yaml's defaults --
+def _readme_rows() -> list[tuple[str, str, str]]:
+    """(section, key cell, default cell) of every table row under a ``## `section` `` heading."""
+    rows, section = [], None
+    for line in (ROOT / "config" / "README.md").read_text().splitlines():
+        if line.startswith("## "):
+            m = re.match(r"## `(\w+)`", line)
+            section = m.group(1) if m else None
+        elif section and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows.append((section, cells[0], cells[1]))
+    return rows
+
+
+def _leaf(section: str, dotted: str):
+    node = CONFIG[section]
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _scalar(text: str):
+    """A README cell's value: YAML (`null`, 0.1, `auto`), or the literal text where YAML would read more
+    into it (`ROMEO:` is a string, not a mapping)."""
+    text = text.strip().strip("`")
+    value = yaml.safe_load(text) if text else text
+    return text if isinstance(value, (dict, list)) else value
+
+
+def _matches(cell: str, value, section: str, key: str) -> bool:
+    """Whether a README default cell states ``value``: YAML scalars or comma lists, "…" for an elided
+    part (a prefix, a suffix, or the middle of a list), "as `other.key`" for a shared default."""
+    cell = cell.strip()
+    if m := re.fullmatch(r"as `([\w.]+)`", cell):
+        return value == _leaf(section, m.group(1))
+    if isinstance(value, list):
+        parts = [p.strip() for p in cell.split(",")]
+        if "…" in cell:  # "1, 10, 20, … 200": the written items start the list, the one after "…" ends it
+            head = [_scalar(p) for p in parts if "…" not in p]
+            tail = [p.split("…")[-1] for p in parts if "…" in p]
+            return value[: len(head)] == head and all(_scalar(t) == value[-1] for t in tail)
+        return [_scalar(p) for p in parts] == value
+    if isinstance(value, str) and "…" in cell:  # `c58f3010…`, "Transformers from scratch: …", `…/input.txt`
+        text = cell.strip("`\"")
+        before, _, after = text.partition("…")
+        return value.startswith(before.strip("`\" ")) and value.endswith(after.strip("`\" "))
+    return _scalar(cell) == value
+
+
+def test_config_readme_states_every_default_of_config_yaml():
+    documented = set()
+    for section, keys_cell, default_cell in _readme_rows():
+        keys = re.findall(r"`([\w.]+)`", keys_cell)
+        prefix = keys[0].rsplit(".", 1)[0] + "." if "." in keys[0] else ""
+        keys = [k if "." in k or not prefix else prefix + k for k in keys]
+        defaults = [default_cell] if len(keys) == 1 else [d.strip() for d in default_cell.split(",")]
+        assert len(defaults) == len(keys), f"{keys_cell}: {len(keys)} keys but defaults {default_cell!r}"
+        for key, cell in zip(keys, defaults):
+            value = _leaf(section, key)
+            assert _matches(cell, value, section, key), f"config/README.md: {section}.{key} is {cell!r} there " \
+                                                        f"but {value!r} in config.yaml"
+            documented.add(f"{section}.{key}")
+    every = {f"{s}.{k}" for s in ("data", "vit", "gpt", "theory", "report") for k in _dict_keys(CONFIG[s])}
+    assert every == documented, f"undocumented: {sorted(every - documented)}; not in config.yaml: " \
+                                f"{sorted(documented - every)}"

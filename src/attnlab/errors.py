@@ -9,6 +9,11 @@ operating-system mistake a user makes (a missing file, a folder without write
 permission, a full disk), becomes exactly one line ``error: <message>`` on
 stderr and exit status 2; anything else is a bug and keeps its traceback.
 
+:func:`cli_main` also points matplotlib's and Triton's caches at a per-user
+folder of the temporary directory when their default place under HOME cannot
+be written (a read-only or missing HOME), so such a machine neither fails nor
+warns, and keeps its font cache between runs.
+
 This module imports nothing from the package, so every other module may import it.
 """
 
@@ -18,6 +23,8 @@ import errno
 import functools
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 # Exit status of a stage that stopped on a user-caused failure (argparse uses 2 for misuse too).
@@ -58,6 +65,50 @@ def is_user_os_error(exc: BaseException) -> bool:
     return isinstance(exc, USER_OS_ERRORS) or (isinstance(exc, OSError) and exc.errno in USER_OS_ERRNOS)
 
 
+def _creatable(path: Path) -> bool:
+    """Whether ``path`` is a writable folder or could be made one (checked without creating anything)."""
+    while not path.exists():
+        if path.parent == path:
+            return False
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _private_dir(path: Path) -> bool:
+    """Make ``path`` a folder only this user can enter; False if it exists otherwise (someone else's, a link).
+
+    The fallbacks live in the shared temporary directory, where another user
+    could plant a folder first: Triton loads compiled kernels from its cache.
+    """
+    import stat
+
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def use_writable_caches(env: dict | None = None) -> None:
+    """Set MPLCONFIGDIR / TRITON_CACHE_DIR to <tmp>/attnlab-<uid>/... where their default under HOME is unusable."""
+    env = os.environ if env is None else env
+    if not hasattr(os, "getuid"):
+        return
+    try:
+        home = Path(env.get("HOME") or Path.home())
+    except RuntimeError:  # no HOME and no passwd entry
+        home = Path("/nonexistent")
+    config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    for var, default, name in (("MPLCONFIGDIR", config / "matplotlib", "matplotlib"),
+                               ("TRITON_CACHE_DIR", home / ".triton" / "cache", "triton")):
+        if env.get(var) or _creatable(default):
+            continue
+        base = Path(tempfile.gettempdir()) / f"attnlab-{os.getuid()}"
+        if _private_dir(base) and _private_dir(base / name):
+            env[var] = str(base / name)
+
+
 def cli_main(main: Callable[[Optional[Sequence[str]]], Optional[int]]) -> Callable[[Optional[Sequence[str]]], int]:
     """Decorate a stage's ``main(argv) -> int``: user-caused failures become one ``error:`` line and exit 2.
 
@@ -69,6 +120,7 @@ def cli_main(main: Callable[[Optional[Sequence[str]]], Optional[int]]) -> Callab
 
     @functools.wraps(main)
     def wrapper(argv: Optional[Sequence[str]] = None) -> int:
+        use_writable_caches()
         try:
             return int(main(argv) or 0)
         except AttnlabError as exc:

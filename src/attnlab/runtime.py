@@ -12,9 +12,29 @@ import torch
 
 
 def pick_device(preference: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; anything else is taken as a torch device string."""
+    """'auto' picks cuda, then mps, then cpu; anything else is a torch device string, which must exist here.
+
+    A device that is not there (``cuda`` on a machine without a GPU, ``cuda:3``
+    with two) raises ConfigError at once, not torch's error at the first tensor.
+    """
     if preference != "auto":
-        return torch.device(preference)
+        from attnlab.config import ConfigError
+
+        try:
+            device = torch.device(preference)
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(f"device {preference!r} is not a device torch knows: use auto, cpu, cuda, cuda:N "
+                              f"or mps") from None
+        if device.type == "cuda" and (not torch.cuda.is_available()
+                                      or (device.index or 0) >= torch.cuda.device_count()):
+            found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+            raise ConfigError(f"device {preference!r} was asked for but torch sees {found} here; "
+                              f"use device auto or cpu")
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and (mps is None or not mps.is_available()):
+            raise ConfigError(f"device {preference!r} was asked for but this machine has no MPS device; "
+                              f"use device auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

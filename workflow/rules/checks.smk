@@ -3,7 +3,8 @@
 rule module_checks:
     output:
         checks="results/checks/module_checks.json",
-        mask="results/checks/attention_mask.png",
+        mask=report("results/checks/attention_mask.png", caption="../../report/attention_mask.rst",
+                    category="Module checks"),
     params:
         code=code("attnlab.checks", "attnlab.checks.__main__"),
     log:

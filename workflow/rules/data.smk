@@ -82,7 +82,8 @@ rule build_vocab:
         vocab="results/data/shakespeare/vocab.json",
         dialogues="results/data/shakespeare/dialogues.pt",
         report="results/data/shakespeare/vocab_report.json",
-        lengths="results/data/shakespeare/lengths.png",
+        lengths=report("results/data/shakespeare/lengths.png", caption="../../report/lengths.rst",
+                       category="Data"),
         val_text="results/data/shakespeare/val.txt",
     params:
         sha256=DATA["shakespeare"]["sha256"],

@@ -11,7 +11,8 @@ rule train_gpt:
         checkpoint="results/gpt/{run}/checkpoint.pt",
         metrics="results/gpt/{run}/metrics.csv",
         samples="results/gpt/{run}/samples.jsonl",
-        curves="results/gpt/{run}/curves.png",
+        curves=report("results/gpt/{run}/curves.png", caption="../../report/curves_gpt.rst",
+                      category="DialogueGPT", subcategory="{run}"),
         summary="results/gpt/{run}/train_summary.json",
     params:
         section=lambda wc: run_section("gpt", wc.run, ["model", "train"]),

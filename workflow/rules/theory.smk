@@ -4,8 +4,10 @@ rule rnn_vs_attention:
     output:
         json="results/theory/rnn_vs_attention.json",
         csv="results/theory/scaling.csv",
-        scaling="results/theory/scaling.svg",
-        contribution="results/theory/contribution.svg",
+        scaling=report("results/theory/scaling.svg", caption="../../report/scaling.rst",
+                       category="RNN vs attention"),
+        contribution=report("results/theory/contribution.svg", caption="../../report/contribution.rst",
+                            category="RNN vs attention"),
     params:
         section=config["theory"],
         code=code("attnlab.theory", "attnlab.theory.__main__"),

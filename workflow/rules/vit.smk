@@ -10,7 +10,8 @@ rule train_vit:
     output:
         checkpoint="results/vit/{run}/checkpoint.pt",
         metrics="results/vit/{run}/metrics.csv",
-        curves="results/vit/{run}/curves.png",
+        curves=report("results/vit/{run}/curves.png", caption="../../report/curves_vit.rst",
+                      category="ViT", subcategory="{run}"),
         summary="results/vit/{run}/train_summary.json",
     params:
         section=lambda wc: run_section("vit", wc.run, ["model", "train"]),
@@ -36,7 +37,8 @@ rule evaluate_vit:
         test=f"{CIFAR}/test.pt",
     output:
         eval="results/vit/{run}/eval.json",
-        confusion="results/vit/{run}/confusion.png",
+        confusion=report("results/vit/{run}/confusion.png", caption="../../report/confusion.rst",
+                         category="ViT", subcategory="{run}"),
     params:
         code=code("attnlab.vit.evaluate"),
     log:
@@ -58,8 +60,10 @@ rule vit_heatmaps:
         checkpoint="results/vit/{run}/checkpoint.pt",
         test=f"{CIFAR}/test.pt",
     output:
-        heatmaps="results/vit/{run}/heatmaps.png",
-        rollout="results/vit/{run}/rollout.png",
+        heatmaps=report("results/vit/{run}/heatmaps.png", caption="../../report/heatmaps.rst",
+                        category="ViT", subcategory="{run}"),
+        rollout=report("results/vit/{run}/rollout.png", caption="../../report/rollout.rst",
+                       category="ViT", subcategory="{run}"),
         stats="results/vit/{run}/heatmap_stats.json",
     params:
         n_images=lambda wc: run_section("vit", wc.run, ["heatmaps"])["heatmaps"]["n_images"],

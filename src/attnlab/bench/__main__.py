@@ -2,10 +2,12 @@
 
 import sys
 from importlib import import_module
+from attnlab.errors import cli_main
 
 BENCHES = ("attention", "vit", "gpt")
 
 
+@cli_main
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHES:

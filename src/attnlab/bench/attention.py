@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils import benchmark
 
+from attnlab.errors import cli_main
 from attnlab.transformer import MultiHeadedAttention
 
 
@@ -53,6 +54,7 @@ def measure(T: int, d_model: int, n_heads: int, batch: int, min_time: float) -> 
     return out
 
 
+@cli_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m attnlab.bench attention", description=__doc__)
     p.add_argument("--seq-lens", type=int, nargs="+", default=[64, 256, 1024])

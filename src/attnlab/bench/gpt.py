@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from attnlab.errors import cli_main
+
 
 def train_throughput(model, vocab_size: int, batch_size: int, batch_len: int, steps: int, lr: float) -> float:
     from attnlab.gpt.model import DialogueLoss
@@ -43,6 +45,7 @@ def train_throughput(model, vocab_size: int, batch_size: int, batch_len: int, st
     return steps * ids.numel() / (time.perf_counter() - t0)
 
 
+@cli_main
 def main(argv=None) -> int:
     from attnlab.gpt.generate import time_generation
     from attnlab.gpt.model import DialogueGPT

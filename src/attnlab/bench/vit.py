@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnlab.errors import cli_main
 from attnlab.runtime import autocast, describe_hardware, pick_device
 from attnlab.vit.augment import normalize, random_crop_flip
 from attnlab.vit.model import VisionTransformer
@@ -64,6 +65,7 @@ def time_steps(model: nn.Module, batch: torch.Tensor, labels: torch.Tensor, step
     return time.perf_counter() - t0
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attnlab.bench vit", description=__doc__.split("\n")[0])
     ap.add_argument("--dim", type=int, default=128)
