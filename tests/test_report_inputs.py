@@ -33,14 +33,20 @@ def git(repo: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def hostile_repo(path: Path, marker_dir: Path) -> Path:
-    """A repository whose config runs a program at every chance git gives it: fsmonitor, a filter driver
-    (on every tracked file), hooks. Each writes its own marker file into ``marker_dir``."""
+def one_commit_repo(path: Path) -> Path:
+    """A repository with one commit of a.txt ("hello")."""
     path.mkdir()
     git(path, "init", "-q")
     (path / "a.txt").write_text("hello\n")
     git(path, "add", "a.txt")
     git(path, "commit", "-qm", "first")
+    return path
+
+
+def hostile_repo(path: Path, marker_dir: Path) -> Path:
+    """A repository whose config runs a program at every chance git gives it: fsmonitor, a filter driver
+    (on every tracked file), hooks. Each writes its own marker file into ``marker_dir``."""
+    one_commit_repo(path)
     (path / ".gitattributes").write_text("* filter=evil\n")
     git(path, "config", "core.fsmonitor", f"touch {marker_dir / 'fsmonitor'}; false")
     git(path, "config", "filter.evil.clean", f"touch {marker_dir / 'clean'}; cat")
@@ -75,12 +81,7 @@ def test_provenance_of_a_checkout_runs_nothing_it_configures(tmp_path):
 
 @needs_git
 def test_a_clean_checkout_is_not_dirty_and_a_folder_without_git_is_unknown(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "a.txt").write_text("x\n")
-    git(repo, "add", "a.txt")
-    git(repo, "commit", "-qm", "one")
+    repo = one_commit_repo(tmp_path / "repo")
     (repo / "untracked.txt").write_text("not part of the commit\n")
     assert checkout_provenance(repo) == {"commit": head_from_files(repo), "dirty": False}
     assert checkout_provenance(tmp_path / "elsewhere") == {"commit": "unknown", "dirty": False}
