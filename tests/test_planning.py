@@ -201,3 +201,11 @@ def test_plain_yaml_and_json_still_load(tmp_path):
     assert load_config_file(tmp_path / "b.json") == {"theory": {"seed": 3}}
     (tmp_path / "empty.yaml").write_text("# nothing\n")
     assert load_config_file(tmp_path / "empty.yaml") == {}
+
+
+def test_the_theory_stage_is_refused_when_its_longest_sequence_cannot_fit():
+    """attention_naive holds five float32 (T, d) tensors at once (x, q, k, v, y): 20 GiB here."""
+    cfg = _merge(CONFIG, {"theory": {"seq_lens": [64, 65536], "d": 16384}})
+    (line,) = configcheck.describe_memory(cfg, available=16 * 2**30)
+    assert line.startswith("config keys 'theory.seq_lens', 'theory.d' together need at least 20.0 GiB")
+    assert configcheck.describe_memory(cfg, available=32 * 2**30) == []

@@ -201,8 +201,8 @@ def memory_need(config: Mapping[str, Any]) -> list[tuple[int, list[str], str]]:
     * GPT: 16 * (n_layers * 12 * d_model^2 + (max_len + vocab) * d_model)
       + 2 * batch * max_len * d_model * n_layers + 4 * batch * max_len * vocab
       (fp32 logits), with vocab = data.tokenizer.max_size when set, else 3 (the special tokens).
-    * theory: 4 * max(seq_lens)^2 (one float32 T x T score matrix of the naive attention)
-      + 4 * d * d_hidden * max(contribution_lens) (nothing kept per step, so: the weights).
+    * theory: 4 * 5 * max(seq_lens) * d (the float32 inputs x, queries, keys, values and outputs of
+      one attention evaluation, all alive at once; the T x T scores are computed in bounded chunks).
     """
     out = []
     for run in _runs(config, "vit"):
@@ -227,10 +227,9 @@ def memory_need(config: Mapping[str, Any]) -> list[tuple[int, list[str], str]]:
                                 f"{layers} layers, vocabulary {vocab}"))
     theory = config.get("theory") or {}
     lens = [t for t in theory.get("seq_lens") or [] if isinstance(t, int)] or [1]
-    contrib = [t for t in theory.get("contribution_lens") or [] if isinstance(t, int)] or [1]
-    need = 4 * max(lens) ** 2 + 4 * _int(theory.get("d")) * _int(theory.get("d_hidden")) * max(contrib)
-    out.append((need, ["theory.seq_lens", "theory.d", "theory.d_hidden"],
-                f"theory: a {max(lens)} x {max(lens)} attention matrix"))
+    d = _int(theory.get("d"))
+    out.append((4 * 5 * max(lens) * d, ["theory.seq_lens", "theory.d"],
+                f"theory: five float32 {max(lens)} x {d} tensors: inputs, queries, keys, values, outputs"))
     return out
 
 
