@@ -235,3 +235,34 @@ def test_config_readme_states_every_default_of_config_yaml():
     every = {f"{s}.{k}" for s in ("data", "vit", "gpt", "theory", "report") for k in _dict_keys(CONFIG[s])}
     assert every == documented, f"undocumented: {sorted(every - documented)}; not in config.yaml: " \
                                 f"{sorted(documented - every)}"
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_schema_and_its_stages_check_against_it(tmp_path):
+    """Built with pip (no network, the installed setuptools), unpacked, imported from there, far from the checkout."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src-tree"
+    for part in ("pyproject.toml", "README.md", "src", "config", "workflow/schemas"):
+        dest = src / part
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / part).is_dir():
+            shutil.copytree(ROOT / part, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / part, dest)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("attnlab-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    schema_file = site / "attnlab" / "presets" / "config.schema.yaml"
+    assert not schema_file.is_symlink() and yaml.safe_load(schema_file.read_text()) == SCHEMA
+    check = ("import attnlab\nprint(attnlab.__file__)\nfrom attnlab.config import ConfigError, defaults, resolve\n"
+             "try:\n    resolve(defaults('gpt'), {'train': {'keep': 'first'}}, 'gpt')\n"
+             "except ConfigError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)})
+    assert out.stdout.startswith(str(site / "attnlab" / "__init__.py")), out.stdout + out.stderr  # the wheel's
+    assert "config key 'gpt.train.keep' = 'first'" in out.stdout, out.stdout + out.stderr
