@@ -145,6 +145,9 @@ def test_the_package_reads_the_schema_through_a_link_that_a_wheel_carries():
      "config key 'gpt.train.word_dropout' = 1.0: 1.0 is greater than or equal to the maximum of 1"),
     ("theory", "theory", {"gpu": "on"}, "config key 'theory.gpu' = 'on': 'on' is not one of ['auto', 'off', False]"),
     ("theory", "theory", {"seq_lens": [8]}, "config key 'theory.seq_lens' = [8]: [8] is too short"),
+    ("theory", "theory", {"contribution_lens": [5]},
+     "config key 'theory.contribution_lens' = [5]: [5] is too short"),  # a rate needs two lengths
+    ("theory", "theory", {"seq_lens": [8, 8]}, "config key 'theory.seq_lens' = [8, 8]: [8, 8] has non-unique"),
 ])
 def test_stage_clis_check_their_section_against_the_schema_as_planning_does(section, where, user, line):
     """resolve() (what every stage CLI calls) refuses what the schema refuses, with the line planning prints."""
