@@ -35,8 +35,14 @@ SRC = ROOT / "src"
 
 
 def _use_checkout_source() -> None:
-    if SRC.is_dir() and str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
+    """Put the checkout's src/ first on sys.path, ahead of any installed attnlab.
+
+    First, not merely present: Snakemake appends the planning process's
+    sys.path (where the Snakefile put src/) to the job's, behind site-packages,
+    where an editable install of another checkout would win.
+    """
+    if SRC.is_dir():
+        sys.path[:] = [str(SRC)] + [p for p in sys.path if p != str(SRC)]
 
 
 def _redirect_to_log(log: str | None) -> int | None:
