@@ -56,19 +56,25 @@ def test_divergence_advice_fits_the_config(tmp_path):
 def test_resume_state_round_trips_and_refuses_foreign_files(tmp_path):
     gens = {"order": torch.Generator().manual_seed(1)}
     path = tmp_path / "resume" / "state.pt"
-    training.save_resume(path, "abc", model={"w": torch.ones(2)}, rng=training.capture_rng(gens),
+    digests = {"config": "abc", "train.pt": "0123"}
+    training.save_resume(path, digests, model={"w": torch.ones(2)}, rng=training.capture_rng(gens),
                          state={"epoch": 3, "rows": [{"epoch": 1, "val_loss": 2.5}]})
     expected = torch.randperm(10, generator=gens["order"])
-    state = training.load_resume(path, "abc", "vit")
+    state = training.load_resume(path, digests, "vit")
     training.restore_rng(state["rng"], gens)
     assert torch.equal(torch.randperm(10, generator=gens["order"]), expected)
     assert state["state"]["rows"][0]["val_loss"] == 2.5
-    with pytest.raises(ConfigError, match="digest abc, but this config has digest xyz; delete"):
-        training.load_resume(path, "xyz", "vit")
+    with pytest.raises(CheckpointError, match="config digest abc, but this run has config digest xyz; delete"):
+        training.load_resume(path, {**digests, "config": "xyz"}, "vit")
+    # every input it depends on is matched, each named with both of its values
+    with pytest.raises(CheckpointError, match="train.pt sha256 0123, but this run has train.pt sha256 4567"):
+        training.load_resume(path, {**digests, "train.pt": "4567"}, "vit")
+    with pytest.raises(CheckpointError, match="vocab.* None, but this run has vocabulary digest .* beef"):
+        training.load_resume(path, {**digests, "vocab": "beef"}, "gpt")
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match="is not the resume state written by attnlab.vit.train.*truncated"):
-        training.load_resume(path, "abc", "vit")
-    assert training.load_resume(tmp_path / "none.pt", "abc", "vit") is None
+        training.load_resume(path, digests, "vit")
+    assert training.load_resume(tmp_path / "none.pt", digests, "vit") is None
 
 
 def _no_gpu(monkeypatch):

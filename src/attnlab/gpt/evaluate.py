@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Optional
 
 from attnlab.checkpoint import CheckpointError
-from attnlab.gpt.data import load_data, load_tokenizer
+from attnlab.data import DataError
+from attnlab.gpt.data import load_data, load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import load_checkpoint
 from attnlab.gpt.scoring import score_dialogues, summarize
 from attnlab.io import write_json
@@ -65,7 +66,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     dev = pick_device(device)
     model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
-    tok = load_tokenizer(vocab_path, model.vocab_size)
+    tok = load_tokenizer(vocab_path, model.vocab_size, trained_vocab_digest(ckpt), f"{checkpoint}")
     dialogues = split_dialogues(text_path.read_text(encoding="utf-8"))
     if not dialogues:
         raise ValueError(f"{text_path} holds no dialogue (blocks separated by blank lines)")
@@ -85,9 +86,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     cfg = ngram.resolve_config(chosen.get("config"))
     order = int(chosen["best_order"])
     data = load_data(baseline["data"])
-    if data["vocab_size"] != len(tok):
-        raise ValueError(f"{baseline['data']} has a {data['vocab_size']}-word vocabulary, {vocab_path} "
-                         f"{len(tok)}: use the files build_vocab wrote together")
+    load_tokenizer(vocab_path, data["vocab_size"], data.get("vocab_digest"), f"{baseline['data']}")
     kn = ngram.KneserNey(order, data["vocab_size"], data["start_id"], cfg["discount"])
     kn.fit([[int(t) for t in s] for s in data["train"]])
     kn_scores = kn.score(ids, per_target=True)
@@ -140,7 +139,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         result = evaluate(args.checkpoint, args.vocab, args.text, args.device,
                           baseline=given if all(given.values()) else None)
-    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
+    except (FileNotFoundError, CheckpointError, DataError) as exc:  # a wrong or foreign --checkpoint or --vocab
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json(args.out, result)

@@ -27,7 +27,8 @@ import torch
 
 from attnlab import config as cfgmod
 from attnlab.checkpoint import CheckpointError
-from attnlab.gpt.data import load_tokenizer
+from attnlab.data import DataError
+from attnlab.gpt.data import load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import DialogueGPT, load_checkpoint
 from attnlab.io import write_json, write_text
 from attnlab.runtime import pick_device
@@ -105,9 +106,9 @@ def run(checkpoint: str | Path, vocab_path: str | Path, cfg: Optional[dict] = No
     if not gcfg["prompts"]:
         raise cfgmod.ConfigError("gpt.generate.prompts is empty; give at least one prompt")
     dev = pick_device(device)
-    model, _ = load_checkpoint(checkpoint)
+    model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
-    tok = load_tokenizer(vocab_path, model.vocab_size)
+    tok = load_tokenizer(vocab_path, model.vocab_size, trained_vocab_digest(ckpt), f"{checkpoint}")
     banned = mask_ids(tok, gcfg["mask_tokens"])
     with torch.no_grad():
         samples = generate_samples(model, tok, gcfg["prompts"], gcfg["num_tokens"], banned_ids=banned)
@@ -154,7 +155,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     user.pop("runs", None)
     try:
         result = run(args.checkpoint, args.vocab, user, args.device)
-    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
+    except (FileNotFoundError, CheckpointError, DataError) as exc:  # a wrong or foreign --checkpoint or --vocab
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json(args.out_json, result)
