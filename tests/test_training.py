@@ -69,7 +69,7 @@ def test_resume_state_round_trips_and_refuses_foreign_files(tmp_path):
     # every input it depends on is matched, each named with both of its values
     with pytest.raises(CheckpointError, match="train.pt sha256 0123, but this run has train.pt sha256 4567"):
         training.load_resume(path, {**digests, "train.pt": "4567"}, "vit")
-    with pytest.raises(CheckpointError, match="vocab.* None, but this run has vocabulary digest .* beef"):
+    with pytest.raises(CheckpointError, match=r"vocab.* \(none recorded\), but this run has vocabulary digest .* beef"):
         training.load_resume(path, {**digests, "vocab": "beef"}, "gpt")
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match="is not the resume state written by attnlab.vit.train.*truncated"):

@@ -193,7 +193,8 @@ def load_resume(path: Path, digests: Mapping[str, str], family: str) -> dict | N
         if found.get(key) != want:
             what = DIGEST_NAMES.get(key, f"{key} sha256")
             raise CheckpointError(
-                f"{path} was written by a run with {what} {found.get(key)}, but this run has {what} {want}; "
+                f"{path} was written by a run with {what} {found.get(key) or '(none recorded)'}, but this run has "
+                f"{what} {want}; "
                 f"delete {path.parent} to start over with these inputs, or rerun with the ones it was written for")
     return state
 

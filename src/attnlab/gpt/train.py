@@ -10,14 +10,18 @@ batch (not the first token, not padding) is replaced by ``<unk>`` with
 probability p, while the targets stay the real words (:func:`drop_words`).
 With ``train.ema_decay`` set, an exponential moving average of the weights
 (:class:`attnlab.training.WeightEMA`) is what is validated, sampled, kept and
-saved (``"weights": "ema"``).
+saved (``"weights": "ema"``; else the trained weights, ``"raw"``).
 Validation scores every target of every validation dialogue
 (:mod:`attnlab.gpt.scoring`). The run keeps the epoch with the lowest
-validation loss (``train.keep: best``) or the last one, stays inside
-``time_budget_s`` (validation, samples and saves included), and resumes from
-``DIR/resume/state.pt`` to the same weights and metrics as an uninterrupted
-run. Writes checkpoint.pt, metrics.csv, samples.jsonl, curves.png and
-train_summary.json. Measurements of the presets: docs/measurements/.
+validation loss (``train.keep: best``) or the last one (``kept_epoch``), stays
+inside ``time_budget_s`` (validation, samples and saves included), and resumes
+from ``DIR/resume/state.pt`` (:class:`attnlab.training.RunLoop`) to the same
+weights and metrics as an uninterrupted run, refusing a state written for
+another config, dialogues.pt or vocabulary. Once training has ended it writes
+checkpoint.pt, metrics.csv (``seconds``: an epoch's training, ``val_seconds``:
+its validation and samples), samples.jsonl, curves.png and train_summary.json;
+until then, and after an interruption, DIR holds only ``resume/``.
+Measurements of the presets: docs/measurements/.
 """
 
 from __future__ import annotations
@@ -85,6 +89,15 @@ def drop_words(ids: torch.Tensor, mask: torch.Tensor, unk_id: int, p: float,
     return ids.masked_fill(drop, unk_id)
 
 
+def training_examples(data: dict, max_dialogues: Optional[int], max_len: int, data_path: str | Path) -> list:
+    """The training examples (id tensors of at most ``max_len``) of all or the first ``max_dialogues`` dialogues."""
+    dialogues = data["train"] if max_dialogues is None else data["train"][: int(max_dialogues)]
+    chunks = training_chunks(dialogues, max_len)
+    if not chunks:
+        raise DataError(f"{data_path} has no training dialogue with a target token")
+    return chunks
+
+
 def summary_fields(rows: list[dict], kept: int) -> dict:
     """train_summary.json's GPT fields that follow from the metric rows."""
     best = rows[training.best_epoch(rows, "val_loss") - 1]
@@ -100,11 +113,8 @@ def summary_fields(rows: list[dict], kept: int) -> dict:
 
 def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, out_dir: str | Path,
           stop_after_epochs: Optional[int] = None, log: Callable[[str], None] = training.log_to_stderr) -> dict:
-    """Train (or resume) one run; returns its train_summary (``finished`` false after ``stop_after_epochs``).
-
-    ``stop_after_epochs`` ends this call after that many new epochs with only the
-    resume state written (as if the job had been killed); a later call resumes.
-    """
+    """Train (or resume) one run; return its train_summary. ``stop_after_epochs`` leaves after that many new
+    epochs with only the resume state written, as if killed (``finished`` false); a later call resumes."""
     cfg = resolve_config(cfg)
     tc = cfg["train"]
     # Value checks that the config schema is to take over (issue 21).
@@ -121,12 +131,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     digests = {"config": cfgmod.digest({"model": cfg["model"], "train": tc}),
                "dialogues.pt": file_digest(data_path), "vocab": vocab_digest(tok.itos)}
     banned = mask_ids(tok, tc["mask_tokens"])
-    train_dialogues = data["train"]
-    if tc["max_train_dialogues"] is not None:
-        train_dialogues = train_dialogues[: int(tc["max_train_dialogues"])]
-    chunks = training_chunks(train_dialogues, cfg["model"]["max_len"])
-    if not chunks:
-        raise DataError(f"{data_path} has no training dialogue with a target token")
+    chunks = training_examples(data, tc["max_train_dialogues"], cfg["model"]["max_len"], data_path)
     lengths = [len(c) for c in chunks]
     steps_per_epoch = math.ceil(len(chunks) / tc["batch_size"])
 
@@ -173,8 +178,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
             loss = loss_fn(logits, ids, mask)  # the targets stay the real words
             if i % 25 == 0 or i == len(batches) - 1:  # one host sync every 25 steps
                 shown_loss = loss.item()
-                training.check_finite(shown_loss, "gpt", epoch, loop.step, lr, tc["grad_clip"],
-                                      loop.resume_path.parent)
+                training.check_finite(shown_loss, "gpt", epoch, loop.step, lr, tc["grad_clip"], loop.resume_path.parent)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc["grad_clip"]:
@@ -204,9 +208,8 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
         loop.state["samples"] += [{"epoch": epoch, **s} for s in new]
         log(f"[gpt] epoch {epoch}: train {row['train_loss']:.3f} val {row['val_loss']:.3f} "
             f"({row['val_bits_per_char']:.3f} bits/char) {seconds:.1f}s {row['tokens_per_s']:.0f} tok/s"
-            + (" (stopped mid-epoch: time budget)" if loop.out_of_time else ""))
-        for s in new:
-            log(f"    {s['text']}")
+            + (" (stopped mid-epoch: time budget)" if loop.out_of_time else "")
+            + "".join(f"\n    {s['text']}" for s in new))
         loop.end_epoch(row)
 
     return loop.finish(mcfg, METRIC_COLUMNS, CURVE_PANELS, "DialogueGPT training",

@@ -102,6 +102,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return weight_decay_groups(model, weight_decay, ("pos_embed", "cls_token"))
 
 
+def training_subset(split: dict, max_images: int | None, seed: int, device: torch.device) -> tuple:
+    """The training images (N, C, H, W) and labels (N,) on ``device``: all, or ``max_images`` drawn with ``seed``."""
+    images, labels = split["images"], split["labels"].long()
+    if max_images is not None and max_images < len(images):
+        subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: int(max_images)]
+        images, labels = images[subset], labels[subset]
+    return images.to(device), labels.to(device)
+
+
 def summary_fields(rows: list[dict], kept: int) -> dict:
     """train_summary.json's ViT fields that follow from the metric rows."""
     return {"final_val_acc": rows[-1]["val_acc"], "best_val_acc": max(r["val_acc"] for r in rows),
@@ -110,11 +119,8 @@ def summary_fields(rows: list[dict], kept: int) -> dict:
 
 def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
           stop_after_epochs: int | None = None, log: Callable[[str], None] = training.log_to_stderr) -> dict:
-    """Train (or resume) one run; returns its train_summary (``finished`` false after ``stop_after_epochs``).
-
-    ``stop_after_epochs`` ends this call after that many new epochs with only the
-    resume state written (as if the job had been killed); a later call resumes.
-    """
+    """Train (or resume) one run; return its train_summary. ``stop_after_epochs`` leaves after that many new
+    epochs with only the resume state written, as if killed (``finished`` false); a later call resumes."""
     cfg = resolve_config(cfg)
     mc, tc = cfg["model"], cfg["train"]
     # Value checks that the config schema is to take over (issue 21).
@@ -131,12 +137,7 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     digests = {"config": digest({"model": mc, "train": tc}),
                **{f"{s}.pt": file_digest(Path(data_dir) / f"{s}.pt") for s in ("train", "test")}}
     classes = list(train_set["classes"])
-    images, labels = train_set["images"], train_set["labels"].long()
-    if tc["max_train_images"] is not None and tc["max_train_images"] < len(images):
-        subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(tc["seed"]))
-        subset = subset[: int(tc["max_train_images"])]
-        images, labels = images[subset], labels[subset]
-    images, labels = images.to(device), labels.to(device)
+    images, labels = training_subset(train_set, tc["max_train_images"], tc["seed"], device)
     val_images, val_labels = val_set["images"].to(device), val_set["labels"].long().to(device)
     n_train = len(images)
 
