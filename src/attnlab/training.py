@@ -283,6 +283,21 @@ def interrupted(out_dir: str | Path) -> str:
     return "interrupted before the first epoch ended; nothing was saved"
 
 
+def run_command(train: Callable[[], dict], out_dir: str | Path) -> tuple[int, dict | None]:
+    """(exit status, train_summary) of a trainer run from its command line: a user's mistake is one
+    ``error:`` line and status 2, Ctrl-C one line and status 130 (what it left: :func:`interrupted`)."""
+    from attnlab.data import DataError
+
+    try:
+        return 0, train()
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError, DivergenceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print(f"error: {interrupted(out_dir)}", file=sys.stderr)
+        return 130, None
+
+
 class RunLoop:
     """The bookkeeping around a trainer's own epoch and step loops.
 

@@ -46,7 +46,6 @@ from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, score_dialogues, summarize, training_chunks
 from attnlab.io import file_digest
 from attnlab.runtime import Progress, autocast, make_adamw, seed_everything, weight_decay_groups
-from attnlab.training import DivergenceError
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_perplexity", "val_bits_per_char",
                   "unk_rate", "lr", "seconds", "val_seconds", "tokens_per_s"]
@@ -229,19 +228,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--stop-after-epochs", type=int, default=None,
                    help="leave after this many new epochs with only the resume state written")
     args = p.parse_args(argv)
-    try:
-        summary = train(cfgmod.load_config_file(args.config), args.data, args.vocab, args.out_dir,
-                        args.stop_after_epochs)
-    except (cfgmod.ConfigError, DataError, FileNotFoundError, DivergenceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"error: {training.interrupted(args.out_dir)}", file=sys.stderr)
-        return 130
-    if summary["finished"]:
+    rc, summary = training.run_command(lambda: train(cfgmod.load_config_file(args.config), args.data, args.vocab,
+                                                     args.out_dir, args.stop_after_epochs), args.out_dir)
+    if summary is not None and summary["finished"]:
         print(json.dumps({k: summary[k] for k in ("epochs", "kept_epoch", "train_seconds",
                                                   "final_val_bits_per_char")}))
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from attnlab.config import ConfigError, defaults, digest, load_config_file, reso
 from attnlab.data import DataError
 from attnlab.io import file_digest
 from attnlab.runtime import Progress, autocast, make_adamw, seed_everything, weight_decay_groups
-from attnlab.training import DivergenceError
 from attnlab.vit.augment import make_policy, mix_batch, normalize, policy_batch, random_crop_flip
 from attnlab.vit.evaluate import evaluate_arrays
 from attnlab.vit.model import VisionTransformer
@@ -230,18 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-epochs", type=int, default=None,
                     help="leave after this many new epochs with only the resume state written")
     args = ap.parse_args(argv)
-    try:
-        summary = train(load_config_file(args.config), args.data, args.out_dir, args.stop_after_epochs)
-    except (ConfigError, DataError, FileNotFoundError, DivergenceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"error: {training.interrupted(args.out_dir)}", file=sys.stderr)
-        return 130
-    if summary["finished"]:
+    rc, summary = training.run_command(lambda: train(load_config_file(args.config), args.data, args.out_dir,
+                                                     args.stop_after_epochs), args.out_dir)
+    if summary is not None and summary["finished"]:
         print(f"final validation accuracy {summary['final_val_acc']:.4f} after {summary['epochs']} epochs "
               f"({summary['train_seconds']:.0f}s)")
-    return 0
+    return rc
 
 
 if __name__ == "__main__":
