@@ -1,8 +1,8 @@
 """What both trainers promise about their run folder and their inputs.
 
 - A resume state or checkpoint is tied to the inputs it was made from: other
-  --data into a finished --out-dir is refused in one line naming both sha256
-  values (computed here with hashlib), and a vocabulary of the same size but
+  --data into a finished --out-dir is refused in one line naming both digests
+  (the same data saved again is accepted), and a vocabulary of the same size but
   other tokens is refused by the trainer, gpt.evaluate and gpt.generate.
 - Ctrl-C (a real SIGINT to a subprocess) leaves only ``resume/state.pt``, with
   one ``error:`` line and no traceback; an interruption while the outputs are
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,10 +48,6 @@ GPT_OUTPUTS = ["checkpoint.pt", "curves.png", "metrics.csv", "resume", "samples.
 VIT_OUTPUTS = ["checkpoint.pt", "curves.png", "metrics.csv", "resume", "train_summary.json"]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("error: ")]
 
@@ -69,6 +66,8 @@ def test_vit_rerun_with_other_data_into_a_finished_out_dir_is_refused(prepared, 
     assert vit_train.main(["--data", str(prepared), "--config", cfg, "--out-dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == VIT_OUTPUTS
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    recorded = torch.load(out / "checkpoint.pt", weights_only=True)["digests"]
+    assert set(recorded) == {"config", "train.pt", "test.pt"}
     # Other data: the same files, one training image changed by one grey level.
     other = tmp_path / "other"
     shutil.copytree(prepared, other)
@@ -80,13 +79,19 @@ def test_vit_rerun_with_other_data_into_a_finished_out_dir_is_refused(prepared, 
     err = capsys.readouterr().err
     [line] = error_lines(err)
     assert "Traceback" not in err
-    assert f"train.pt sha256 {sha256(prepared / 'train.pt')}" in line
-    assert f"train.pt sha256 {sha256(other / 'train.pt')}" in line and "delete" in line
+    # both sides named: the digest the run recorded, and another one for this data
+    found = re.search(r"train.pt content digest ([0-9a-f]{64}), but this run has train.pt content digest "
+                      r"([0-9a-f]{64}); delete", line)
+    assert found and found[1] == recorded["train.pt"] and found[2] != found[1], line
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # the old run, untouched
-    # the checkpoint names what it was trained on
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["digests"]["train.pt"] == sha256(prepared / "train.pt")
-    assert ckpt["digests"]["test.pt"] == sha256(prepared / "test.pt")
+    # The same data written again (other bytes: torch.save names its archive after the file) is the same data.
+    same = tmp_path / "same"
+    same.mkdir()
+    for name in ("train.pt", "test.pt"):
+        torch.save(torch.load(prepared / name, weights_only=True), same / f"{name}.tmp")
+        os.replace(same / f"{name}.tmp", same / name)
+    assert (same / "train.pt").read_bytes() != (prepared / "train.pt").read_bytes()
+    assert vit_train.main(["--data", str(same), "--config", cfg, "--out-dir", str(out)]) == 0
 
 
 def test_gpt_rerun_with_other_data_into_a_finished_out_dir_is_refused(corpus, tmp_path):  # noqa: F811
@@ -96,7 +101,7 @@ def test_gpt_rerun_with_other_data_into_a_finished_out_dir_is_refused(corpus, tm
     cfg["train"]["epochs"] = 1
     run_train(corpus, out, cfg)
     before = (out / "checkpoint.pt").read_bytes()
-    weights = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     data = torch.load(d / "dialogues.pt", weights_only=True)
     data["train"] = data["train"][1:]  # one dialogue fewer
     torch.save(data, tmp_path / "other.pt")
@@ -104,13 +109,33 @@ def test_gpt_rerun_with_other_data_into_a_finished_out_dir_is_refused(corpus, tm
         gpt_train.train(cfg, tmp_path / "other.pt", d / "vocab.json", out, log=lambda m: None)
     msg = str(info.value)
     assert "\n" not in msg
-    assert f"dialogues.pt sha256 {sha256(d / 'dialogues.pt')}" in msg
-    assert f"dialogues.pt sha256 {sha256(tmp_path / 'other.pt')}" in msg
+    found = re.search(r"dialogues.pt content digest ([0-9a-f]{64}), but this run has dialogues.pt content digest "
+                      r"([0-9a-f]{64})", msg)
+    assert found and found[1] == ckpt["digests"]["dialogues.pt"] and found[2] != found[1], msg
     assert (out / "checkpoint.pt").read_bytes() == before
     # the same inputs again: accepted, and the run's weights come back unchanged
     run_train(corpus, out, cfg)
     again = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
-    assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+    assert all(torch.equal(ckpt["state_dict"][k], again[k]) for k in ckpt["state_dict"])
+
+
+@pytest.mark.parametrize("damage", ["model", "optimizer", "state"])
+def test_a_resume_state_that_does_not_fit_the_model_is_one_line(damage, corpus, tmp_path):  # noqa: F811
+    d = corpus[0]
+    gpt_train.train(GPT_CFG, d / "dialogues.pt", d / "vocab.json", tmp_path, stop_after_epochs=1, log=lambda m: None)
+    path = tmp_path / "resume" / "state.pt"
+    saved = torch.load(path, weights_only=True)  # its digests still match this run
+    if damage == "model":
+        saved["model"].pop(next(iter(saved["model"])))
+    elif damage == "optimizer":
+        saved["optimizer"]["param_groups"] = []
+    else:
+        del saved["state"]["rows"]
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match=r"state.pt does not fit this run's model, optimizer or state "
+                                              r"\(.+\); delete .*resume to start over$") as info:
+        gpt_train.train(GPT_CFG, d / "dialogues.pt", d / "vocab.json", tmp_path, log=lambda m: None)
+    assert "\n" not in str(info.value)
 
 
 def _swapped(tok: MyTokenizer) -> MyTokenizer:

@@ -17,6 +17,8 @@ finished epoch); the outputs are written once training has ended.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import sys
 import time
@@ -172,7 +174,35 @@ def save_resume(path: Path, digests: Mapping[str, str], **state: Any) -> None:
     torch_save({"digests": dict(digests), **state}, path)
 
 
-# What each digest covers, for the refusal message.
+def content_digest(data: Any) -> str:
+    """sha256 of data as loaded: tensors by dtype, shape and values, containers and plain values by their
+    JSON form. The same for the same data however, and wherever, the file holding it was written."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().contiguous().cpu()
+            h.update(f"tensor {t.dtype} {tuple(t.shape)}:".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for key in sorted(x, key=str):
+                h.update(json.dumps(str(key)).encode() + b":")
+                feed(x[key])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(f"[{len(x)}:".encode())
+            for item in x:
+                feed(item)
+            h.update(b"]")
+        else:
+            h.update(json.dumps(x, default=str).encode() + b";")
+
+    feed(data)
+    return h.hexdigest()
+
+
+# What each digest covers, for the refusal message; the others are data files' content_digest.
 DIGEST_NAMES = {"config": "config digest", "vocab": "vocabulary digest (of its token list)"}
 
 
@@ -191,7 +221,7 @@ def load_resume(path: Path, digests: Mapping[str, str], family: str) -> dict | N
         found = {}
     for key, want in digests.items():
         if found.get(key) != want:
-            what = DIGEST_NAMES.get(key, f"{key} sha256")
+            what = DIGEST_NAMES.get(key, f"{key} content digest")
             raise CheckpointError(
                 f"{path} was written by a run with {what} {found.get(key) or '(none recorded)'}, but this run has "
                 f"{what} {want}; "
@@ -353,10 +383,13 @@ class RunLoop:
                 if self.ema is not None:
                     self.ema.load_state_dict(saved["ema"])
                 restore_rng(saved["rng"], rngs, np_rng)
+                missing = set(self.state) - set(saved["state"])
+                if missing:
+                    raise KeyError(f"its state lacks {sorted(missing)}")
                 self.state = saved["state"]
             except (KeyError, TypeError, ValueError, RuntimeError) as err:
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                raise CheckpointError(f"{self.resume_path} does not fit this run's model or optimizer ({first}); "
+                raise CheckpointError(f"{self.resume_path} does not fit this run's model, optimizer or state ({first}); "
                                       f"delete {self.resume_path.parent} to start over") from err
             log(f"[{family}] resuming {out_dir} after epoch {self.state['epoch']}/{self.state['total_epochs']}")
         for name in self.outputs:  # an earlier run's: the folder shows this run's outputs or none

@@ -44,7 +44,6 @@ from attnlab.gpt.data import load_data, load_tokenizer
 from attnlab.gpt.generate import mask_ids, sample_prompts
 from attnlab.gpt.model import DialogueGPT, DialogueLoss
 from attnlab.gpt.scoring import bucketed_batches, score_dialogues, summarize, training_chunks
-from attnlab.io import file_digest
 from attnlab.runtime import Progress, autocast, make_adamw, seed_everything, weight_decay_groups
 
 METRIC_COLUMNS = ["epoch", "train_loss", "val_loss", "val_perplexity", "val_bits_per_char",
@@ -128,7 +127,7 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
     data = load_data(data_path)
     tok = load_tokenizer(vocab_path, data["vocab_size"], data.get("vocab_digest"), f"{data_path}")
     digests = {"config": cfgmod.digest({"model": cfg["model"], "train": tc}),
-               "dialogues.pt": file_digest(data_path), "vocab": vocab_digest(tok.itos)}
+               "dialogues.pt": training.content_digest(data), "vocab": vocab_digest(tok.itos)}
     banned = mask_ids(tok, tc["mask_tokens"])
     chunks = training_examples(data, tc["max_train_dialogues"], cfg["model"]["max_len"], data_path)
     lengths = [len(c) for c in chunks]

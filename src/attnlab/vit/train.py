@@ -37,7 +37,6 @@ from attnlab import training
 from attnlab.checkpoint import load_pt
 from attnlab.config import ConfigError, defaults, digest, load_config_file, resolve
 from attnlab.data import DataError
-from attnlab.io import file_digest
 from attnlab.runtime import Progress, autocast, make_adamw, seed_everything, weight_decay_groups
 from attnlab.vit.augment import make_policy, mix_batch, normalize, policy_batch, random_crop_flip
 from attnlab.vit.evaluate import evaluate_arrays
@@ -133,8 +132,8 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
     device, amp, compile_mode = training.resolve_runtime(tc, "vit")
     seed_everything(tc["seed"])
     train_set, val_set = load_prepared(data_dir)
-    digests = {"config": digest({"model": mc, "train": tc}),
-               **{f"{s}.pt": file_digest(Path(data_dir) / f"{s}.pt") for s in ("train", "test")}}
+    digests = {"config": digest({"model": mc, "train": tc}), "train.pt": training.content_digest(train_set),
+               "test.pt": training.content_digest(val_set)}
     classes = list(train_set["classes"])
     images, labels = training_subset(train_set, tc["max_train_images"], tc["seed"], device)
     val_images, val_labels = val_set["images"].to(device), val_set["labels"].long().to(device)
