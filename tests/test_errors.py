@@ -137,6 +137,13 @@ STAGES = {
     "report": ("attnlab.report.cli",
                lambda t: ["--inputs", str(t / "INPUTS.json"), "--out", str(t / "w.pdf")], "INPUTS.json is missing"),
     "checks": ("attnlab.checks", lambda t: ["--out-dir", str(_blocked(t))], "Not a directory"),
+    "vit.train": ("attnlab.vit.train",
+                  lambda t: ["--data", str(t), "--config", str(_tagged(t)), "--out-dir", str(t / "o")],
+                  "the YAML tag"),
+    "gpt.train": ("attnlab.gpt.train",
+                  lambda t: ["--data", str(t / "d.pt"), "--vocab", str(t / "v.json"), "--config", str(_tagged(t)),
+                             "--out-dir", str(t / "o")],
+                  "the YAML tag"),
     "bench": ("attnlab.bench.__main__", lambda t: ["vit", "--device", "cuda:99"], "device 'cuda:99' was asked for"),
 }
 

@@ -14,6 +14,7 @@ from attnlab.gpt import evaluate as gpt_eval
 from attnlab.gpt import generate as gpt_gen
 from attnlab.gpt import train as gpt_train
 from attnlab.gpt.model import load_checkpoint
+from attnlab.checkpoint import CheckpointError
 from attnlab.config import ConfigError
 from attnlab.data.dialogues import collate_batch
 from attnlab.gpt.scoring import bucketed_batches, training_chunks, windows
@@ -77,7 +78,7 @@ def test_outputs_follow_formats(straight):
     out, summary = straight
     m = pd.read_csv(out / "metrics.csv")
     assert list(m.columns) == ["epoch", "train_loss", "val_loss", "val_perplexity", "val_bits_per_char",
-                               "unk_rate", "lr", "seconds", "tokens_per_s"]
+                               "unk_rate", "lr", "seconds", "val_seconds", "tokens_per_s"]
     assert m["epoch"].tolist() == [1, 2]
     assert m["val_perplexity"].tolist() == pytest.approx([math.exp(v) for v in m["val_loss"]])
     assert 0 < m["unk_rate"].iloc[0] < 1  # the unseen word in the long validation dialogue
@@ -86,9 +87,10 @@ def test_outputs_follow_formats(straight):
                                                             (2, "ROMEO:"), (2, "JULIET:")]
     assert all(s["text"].startswith(s["prompt"].replace(":", " :")) for s in lines)
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for key in ("device", "hardware", "n_params", "epochs", "train_seconds", "config_digest",
+    for key in ("device", "hardware", "n_params", "epochs", "train_seconds", "digests",
                 "final_val_bits_per_char"):
         assert key in summary
+    assert summary["finished"] and (summary["kept_epoch"], summary["weights"]) == (2, "raw")
     assert json.loads((out / "train_summary.json").read_text())["epochs"] == 2
     model, ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["epoch"] == 2 and set(ckpt) >= {"model_config", "state_dict", "config", "epoch"}
@@ -118,9 +120,8 @@ def test_interrupted_run_resumes_to_identical_weights_and_metrics(corpus, straig
     out = tmp_path / "run"
     first = gpt_train.train(cfg, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, stop_after_epochs=1,
                             log=lambda m: None)
-    assert first == {"stopped_after_epoch": 1}
-    assert not (out / "checkpoint.pt").exists()
-    assert len(pd.read_csv(out / "metrics.csv")) == 1
+    assert (first["finished"], first["epochs"]) == (False, 1)
+    assert sorted(p.name for p in out.iterdir()) == ["resume"]  # outputs only once training has ended
     logs = []
     gpt_train.train(cfg, corpus[0] / "dialogues.pt", corpus[0] / "vocab.json", out, log=logs.append)
     epochs_run = [m.split(":")[0] for m in logs if m.startswith("[gpt] epoch")]
@@ -187,9 +188,11 @@ def test_word_dropout_corrupts_the_inputs_but_the_loss_keeps_the_real_targets(co
     assert abs(loss - float(nll_noisy.mean())) > 0.1  # the check tells the two targets apart
 
 
-def test_word_dropout_outside_0_1_is_refused(corpus, tmp_path):
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_word_dropout_outside_0_1_is_refused(corpus, tmp_path, p):
     with pytest.raises(ConfigError, match="gpt.train.word_dropout"):
-        run_train(corpus, tmp_path, {"train": {"word_dropout": 1.0}})
+        run_train(corpus, tmp_path, {"train": {"word_dropout": p}})
+    assert not tmp_path.joinpath("resume").exists()  # before any step
 
 
 def test_resume_state_from_another_config_is_refused(corpus, tmp_path):
@@ -198,7 +201,7 @@ def test_resume_state_from_another_config_is_refused(corpus, tmp_path):
     assert (tmp_path / "resume" / "state.pt").exists()
     other = json.loads(json.dumps(CFG))
     other["train"]["lr"] = 1e-3
-    with pytest.raises(ConfigError, match="digest.*delete"):
+    with pytest.raises(CheckpointError, match="config digest .*, but this run has config digest .*; delete"):
         run_train(corpus, tmp_path, other)
 
 

@@ -56,19 +56,44 @@ def test_divergence_advice_fits_the_config(tmp_path):
 def test_resume_state_round_trips_and_refuses_foreign_files(tmp_path):
     gens = {"order": torch.Generator().manual_seed(1)}
     path = tmp_path / "resume" / "state.pt"
-    training.save_resume(path, "abc", model={"w": torch.ones(2)}, rng=training.capture_rng(gens),
+    digests = {"config": "abc", "train.pt": "0123"}
+    training.save_resume(path, digests, model={"w": torch.ones(2)}, rng=training.capture_rng(gens),
                          state={"epoch": 3, "rows": [{"epoch": 1, "val_loss": 2.5}]})
     expected = torch.randperm(10, generator=gens["order"])
-    state = training.load_resume(path, "abc", "vit")
+    state = training.load_resume(path, digests, "vit")
     training.restore_rng(state["rng"], gens)
     assert torch.equal(torch.randperm(10, generator=gens["order"]), expected)
     assert state["state"]["rows"][0]["val_loss"] == 2.5
-    with pytest.raises(ConfigError, match="digest abc, but this config has digest xyz; delete"):
-        training.load_resume(path, "xyz", "vit")
+    with pytest.raises(CheckpointError, match="config digest abc, but this run has config digest xyz; delete"):
+        training.load_resume(path, {**digests, "config": "xyz"}, "vit")
+    # every input it depends on is matched, each named with both of its values
+    with pytest.raises(CheckpointError, match="train.pt content digest 0123, but this run has train.pt content "
+                                              "digest 4567"):
+        training.load_resume(path, {**digests, "train.pt": "4567"}, "vit")
+    with pytest.raises(CheckpointError, match=r"vocab.* \(none recorded\), but this run has vocabulary digest .* beef"):
+        training.load_resume(path, {**digests, "vocab": "beef"}, "gpt")
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match="is not the resume state written by attnlab.vit.train.*truncated"):
-        training.load_resume(path, "abc", "vit")
-    assert training.load_resume(tmp_path / "none.pt", "abc", "vit") is None
+        training.load_resume(path, digests, "vit")
+    assert training.load_resume(tmp_path / "none.pt", digests, "vit") is None
+
+
+def test_content_digest_follows_the_data_not_the_file(tmp_path):
+    data = {"images": torch.arange(24, dtype=torch.uint8).view(2, 3, 2, 2), "labels": torch.tensor([0, 1]),
+            "classes": ["cat", "dog"]}
+    torch.save(data, tmp_path / "a.pt")
+    torch.save(data, tmp_path / "b.pt")  # other bytes: the archive inside is named after the file
+    assert (tmp_path / "a.pt").read_bytes() != (tmp_path / "b.pt").read_bytes()
+    a, b = (torch.load(tmp_path / n, weights_only=True) for n in ("a.pt", "b.pt"))
+    assert training.content_digest(a) == training.content_digest(b) == training.content_digest(data)
+    assert training.content_digest(dict(reversed(list(data.items())))) == training.content_digest(data)
+    changed = [{**data, "labels": torch.tensor([0, 2])},                      # one value
+               {**data, "images": data["images"].view(2, 3, 4)},              # same bytes, other shape
+               {**data, "images": data["images"].view(torch.int8)},          # same bytes, other dtype
+               {**data, "classes": ["cat", "dog", "fox"]},
+               {**data, "labels": [data["labels"]]}]                           # nested differently
+    digests = {training.content_digest(d) for d in changed}
+    assert len(digests) == len(changed) and training.content_digest(data) not in digests
 
 
 def _no_gpu(monkeypatch):

@@ -10,6 +10,7 @@ from attnlab import training
 from attnlab.vit import train as vt
 from attnlab.vit.augment import apply_policy, make_policy, mix_batch
 from attnlab.vit.evaluate import evaluate, evaluate_arrays
+from test_vit_train import DETERMINISTIC_COLUMNS
 
 torch.set_num_threads(2)
 
@@ -182,10 +183,10 @@ def test_trainer_keeps_the_ema_weights_and_resumes_exactly(prepared, tmp_path):
     assert result["test_accuracy"] == pytest.approx(metrics["val_acc"].iloc[-1], abs=1e-6)
     assert 0 <= result["test_accuracy_flip_tta"] <= 1 and result["n_correct_flip_tta"] <= result["n_test"]
 
-    assert vt.train(RECIPE, prepared, tmp_path / "resumed", stop_after_epochs=2) == {"stopped_after_epoch": 2}
+    assert vt.train(RECIPE, prepared, tmp_path / "resumed", stop_after_epochs=2)["epochs"] == 2
     vt.train(RECIPE, prepared, tmp_path / "resumed")
     b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")
-    pd.testing.assert_frame_equal(metrics[vt.DETERMINISTIC_COLUMNS], b[vt.DETERMINISTIC_COLUMNS], rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(metrics[DETERMINISTIC_COLUMNS], b[DETERMINISTIC_COLUMNS], rtol=0, atol=1e-6)
     cb = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["state_dict"]
     for k, v in ckpt["state_dict"].items():
         assert torch.equal(v, cb[k]), k

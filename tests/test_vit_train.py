@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from attnlab.checkpoint import CheckpointError
 from attnlab.config import ConfigError
 from attnlab import training
 from attnlab.training import DivergenceError
@@ -16,6 +17,9 @@ from conftest import fake_clock
 from attnlab.vit.augment import CIFAR_MEAN, CIFAR_STD, mix_batch, normalize, random_crop_flip
 
 torch.set_num_threads(2)
+
+# Columns that an interrupted-and-resumed run must reproduce exactly (the rest are times).
+DETERMINISTIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
 # Every random stream is exercised: data order, crop/flip, mixup/cutmix, dropout.
 TINY = {
@@ -34,7 +38,7 @@ def test_outputs_follow_the_formats(prepared, tmp_path):
     summary = vt.train(merged(), prepared, tmp_path)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
-                                     "images_per_s"]
+                                     "val_seconds", "images_per_s"]
     assert metrics["epoch"].tolist() == [1, 2]
     assert metrics[["train_loss", "val_loss"]].notna().all().all()
     assert ((metrics["val_acc"] >= 0) & (metrics["val_acc"] <= 1)).all()
@@ -42,8 +46,10 @@ def test_outputs_follow_the_formats(prepared, tmp_path):
     assert {"model_config", "state_dict", "classes", "config", "epoch"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and len(ckpt["classes"]) == 10
     on_disk = json.loads((tmp_path / "train_summary.json").read_text())
-    for key in ("device", "hardware", "n_params", "epochs", "train_seconds", "final_val_acc", "config_digest"):
+    for key in ("device", "hardware", "n_params", "epochs", "train_seconds", "final_val_acc", "digests"):
         assert key in on_disk
+    assert on_disk["finished"] and (on_disk["kept_epoch"], on_disk["weights"]) == (2, "raw")
+    assert ckpt["weights"] == "raw" and ckpt["digests"] == on_disk["digests"]
     assert on_disk["final_val_acc"] == pytest.approx(metrics["val_acc"].iloc[-1])
     assert summary["n_params"] == sum(v.numel() for v in ckpt["state_dict"].values())
     assert (tmp_path / "curves.png").stat().st_size > 1000
@@ -61,12 +67,12 @@ def test_outputs_follow_the_formats(prepared, tmp_path):
 def test_interrupted_run_resumes_to_identical_results(prepared, tmp_path):
     vt.train(merged(), prepared, tmp_path / "straight")
     first = vt.train(merged(), prepared, tmp_path / "resumed", stop_after_epochs=1)
-    assert first == {"stopped_after_epoch": 1}
-    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()  # only the resume state so far
+    assert (first["finished"], first["epochs"]) == (False, 1)
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["resume"]  # only the resume state so far
     vt.train(merged(), prepared, tmp_path / "resumed")
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")
-    pd.testing.assert_frame_equal(a[vt.DETERMINISTIC_COLUMNS], b[vt.DETERMINISTIC_COLUMNS], rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(a[DETERMINISTIC_COLUMNS], b[DETERMINISTIC_COLUMNS], rtol=0, atol=1e-6)
     sa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["state_dict"]
     for k in sa:
@@ -77,7 +83,7 @@ def test_interrupted_run_resumes_to_identical_results(prepared, tmp_path):
 
 def test_resume_with_another_config_is_refused(prepared, tmp_path):
     vt.train(merged(), prepared, tmp_path, stop_after_epochs=1)
-    with pytest.raises(ConfigError, match="digest.*delete"):
+    with pytest.raises(CheckpointError, match="config digest .*, but this run has config digest .*; delete"):
         vt.train(merged(lr=1e-2), prepared, tmp_path)
     import yaml
 
@@ -125,7 +131,7 @@ def test_time_budget_is_an_upper_bound_on_a_fake_clock(prepared, tmp_path, monke
     rows = pd.read_csv(tmp_path / "slow" / "metrics.csv")
     assert summary["train_seconds"] == clock.t <= 40.0
     assert summary["train_seconds"] > 40.0 - (2.0 + 1.0 + 2.0)  # it used the budget, not stopped early
-    assert vt.CALIBRATION_EPOCHS < summary["epochs"] < 20 and summary["stopped_by_budget"]
+    assert training.CALIBRATION_EPOCHS < summary["epochs"] < 20 and summary["stopped_by_budget"]
     # the saves are counted: 3 steps + 1 s validation + 2 s save = 6 s for each of epochs 1-2
     assert clock.marks[:2] == [6.0, 12.0]
     assert len(rows) == summary["epochs"]

@@ -40,8 +40,20 @@ USER_OS_ERRNOS = frozenset({
 USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
+# Exit status of a stage stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
 class AttnlabError(Exception):
     """A failure the user caused (a config, a file, the machine); the message is for them, on one line."""
+
+    exit_status = EXIT_USER_ERROR
+
+
+class Interrupted(AttnlabError):
+    """Ctrl-C stopped a stage; the message says what the stage left behind and how to go on."""
+
+    exit_status = EXIT_INTERRUPTED
 
 
 def one_line(message: object) -> str:
@@ -114,23 +126,28 @@ def cli_main(main: Callable[[Optional[Sequence[str]]], Optional[int]]) -> Callab
 
     ``AttnlabError`` prints its message; an ``OSError`` about the user's files
     (missing, permission, disk full) prints what and which file. Messages of
-    several lines are joined into one. Other exceptions propagate (bugs keep
-    their traceback); argparse's own exits pass through unchanged.
+    several lines are joined into one. Ctrl-C is one line and exit 130 (a stage
+    that knows what it leaves behind raises :class:`Interrupted` saying so).
+    Other exceptions propagate (bugs keep their traceback); argparse's own
+    exits pass through unchanged.
     """
 
     @functools.wraps(main)
     def wrapper(argv: Optional[Sequence[str]] = None) -> int:
         use_writable_caches()
+        status = EXIT_USER_ERROR
         try:
             return int(main(argv) or 0)
         except AttnlabError as exc:
-            message = one_line(exc)
+            message, status = one_line(exc), exc.exit_status
+        except KeyboardInterrupt:
+            message, status = "interrupted", EXIT_INTERRUPTED
         except OSError as exc:
             if not is_user_os_error(exc):
                 raise
             message = one_line(describe_os_error(exc))
         sys.stdout.flush()
         print(f"error: {message}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
+        return status
 
     return wrapper

@@ -1,7 +1,8 @@
 """build_vocab stage: tiny-shakespeare -> dialogues, train/val split, vocabulary, ids, report.
 
 Outputs (all written atomically) in ``out_dir``: ``vocab.json`` (MyTokenizer.save),
-``dialogues.pt`` (token ids per split), ``val.txt`` (validation dialogues in
+``dialogues.pt`` (token ids per split, and ``vocab_digest``: the digest of the token list
+they index, :func:`vocab_digest`), ``val.txt`` (validation dialogues in
 tiny-shakespeare format, for evaluation on raw text), ``vocab_report.json`` and
 ``lengths.png`` (histogram of dialogue lengths in tokens, for the writeup).
 """
@@ -13,7 +14,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from attnlab.config import check, resolve
 from attnlab.data import DEFAULT_CONFIG, DataError
@@ -43,6 +44,14 @@ def resolve_vocab_config(user: Mapping | None) -> dict:
         check({"shakespeare": {k: cfg[k] for k in ("val_fraction", "seed")},
                "tokenizer": {k: cfg[k] for k in ("min_freq", "max_size")}}, "data")
     return cfg
+
+
+def vocab_digest(tokens: Sequence[str]) -> str:
+    """sha256 of the token list, id order kept: the same for any vocab.json holding these tokens, however formatted."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(list(tokens), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def build_vocab(text: str | os.PathLike, sha256: str | None, config: Mapping | None,
@@ -78,6 +87,7 @@ def build_vocab(text: str | os.PathLike, sha256: str | None, config: Mapping | N
         "pad_id": tok.pad_id,
         "unk_id": tok.unk_id,
         "vocab_size": len(tok),
+        "vocab_digest": vocab_digest(tok.itos),
     }, out_dir / "dialogues.pt")
     write_text(out_dir / "val.txt", "\n\n".join(val) + "\n")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from attnlab.errors import cli_main
-from attnlab.gpt.data import load_data, load_tokenizer
+from attnlab.gpt.data import load_data, load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import load_checkpoint
 from attnlab.gpt.scoring import score_dialogues, summarize
 from attnlab.io import write_json
@@ -66,7 +66,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     dev = pick_device(device)
     model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
-    tok = load_tokenizer(vocab_path, model.vocab_size)
+    tok = load_tokenizer(vocab_path, model.vocab_size, trained_vocab_digest(ckpt), f"{checkpoint}")
     dialogues = split_dialogues(read_text(text_path))
     if not dialogues:
         raise DataError(f"{text_path} holds no dialogue (blocks separated by blank lines)")
@@ -86,9 +86,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     cfg = ngram.resolve_config(chosen.get("config"))
     order = int(chosen["best_order"])
     data = load_data(baseline["data"])
-    if data["vocab_size"] != len(tok):
-        raise DataError(f"{baseline['data']} has a {data['vocab_size']}-word vocabulary, {vocab_path} "
-                         f"{len(tok)}: use the files build_vocab wrote together")
+    load_tokenizer(vocab_path, data["vocab_size"], data.get("vocab_digest"), f"{baseline['data']}")
     kn = ngram.KneserNey(order, data["vocab_size"], data["start_id"], cfg["discount"])
     kn.fit([[int(t) for t in s] for s in data["train"]])
     kn_scores = kn.score(ids, per_target=True)

@@ -27,11 +27,10 @@ import torch
 
 from attnlab import config as cfgmod
 from attnlab.errors import cli_main
-from attnlab.gpt.data import load_tokenizer
+from attnlab.gpt.data import load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import DialogueGPT, load_checkpoint
 from attnlab.io import write_json, write_text
 from attnlab.runtime import pick_device
-
 
 
 def mask_ids(tok, tokens) -> list[int]:
@@ -103,9 +102,9 @@ def run(checkpoint: str | Path, vocab_path: str | Path, cfg: Optional[dict] = No
                                  "baseline, runs)")
     gcfg = cfgmod.resolve(cfgmod.defaults("gpt")["generate"], (cfg or {}).get("generate"), "gpt.generate")
     dev = pick_device(device)
-    model, _ = load_checkpoint(checkpoint)
+    model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
-    tok = load_tokenizer(vocab_path, model.vocab_size)
+    tok = load_tokenizer(vocab_path, model.vocab_size, trained_vocab_digest(ckpt), f"{checkpoint}")
     banned = mask_ids(tok, gcfg["mask_tokens"])
     with torch.no_grad():
         samples = generate_samples(model, tok, gcfg["prompts"], gcfg["num_tokens"], banned_ids=banned)

@@ -252,14 +252,15 @@ class DialogueLoss(nn.Module):
     """Mean next-token cross-entropy over the real (non-padding) targets (seed 4d).
 
     forward(logits (B, T, V), input_ids (B, T), input_mask (B, T) | None) -> scalar.
+    A batch without a real target gives NaN (0 / 0), as ``F.cross_entropy``'s mean
+    over nothing does: refusing it would need the count on the host, a sync with
+    the GPU every step. The trainer never builds one (``training_chunks`` keeps
+    only examples with a target), and it stops on a loss that is not finite.
     """
 
     def forward(self, logits: Tensor, input_ids: Tensor, input_mask: Optional[Tensor] = None) -> Tensor:
         nll, keep = token_nll(logits, input_ids, input_mask)
-        n = keep.sum()
-        if n == 0:
-            raise ValueError("DialogueLoss got a batch with no real target tokens")
-        return nll.sum() / n
+        return nll.sum() / keep.sum()
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[DialogueGPT, dict]:

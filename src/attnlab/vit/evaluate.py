@@ -73,6 +73,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", bat
     confusion = torch.bincount(labels * k + preds, minlength=k * k).view(k, k)
     per_class = {c: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else None
                  for i, c in enumerate(classes)}
+    weights = ckpt.get("weights", "raw")  # the trained weights ("raw") or their average ("ema")
+    weights = "raw" if weights == "last" else weights  # what checkpoints called "raw" before 2026-12
     return {
         "test_accuracy": acc,
         "n_test": len(labels),
@@ -80,7 +82,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, device: str = "auto", bat
         "test_accuracy_flip_tta": acc_tta,
         "n_correct_flip_tta": int((preds_tta == labels).sum()),
         "tta": "flip: the class with the highest mean logit over the image and its mirror image",
-        "weights": ckpt.get("weights", "last"),
+        "weights": weights,
         "source": str(split.get("source", data)),
         "checkpoint": str(checkpoint),
         "epoch": ckpt.get("epoch"),
