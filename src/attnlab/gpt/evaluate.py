@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from attnlab.checkpoint import CheckpointError
+from attnlab.data import DataError
 from attnlab.gpt.data import load_data, load_tokenizer
 from attnlab.gpt.model import load_checkpoint
 from attnlab.gpt.scoring import score_dialogues, summarize
@@ -53,6 +54,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     module doc); without it only the model is scored.
     """
     from attnlab.data.shakespeare import split_dialogues
+    from attnlab.data.text import read_text
     from attnlab.gpt import mixture, ngram
 
     text_path = Path(text_path)
@@ -66,7 +68,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
     tok = load_tokenizer(vocab_path, model.vocab_size)
-    dialogues = split_dialogues(text_path.read_text(encoding="utf-8"))
+    dialogues = split_dialogues(read_text(text_path, "text in tiny-shakespeare format (UTF-8)"))
     if not dialogues:
         raise ValueError(f"{text_path} holds no dialogue (blocks separated by blank lines)")
     words = [tok.tokenize(d) for d in dialogues]
@@ -140,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         result = evaluate(args.checkpoint, args.vocab, args.text, args.device,
                           baseline=given if all(given.values()) else None)
-    except (FileNotFoundError, CheckpointError) as exc:  # a wrong or foreign --checkpoint
+    except (FileNotFoundError, CheckpointError, DataError) as exc:  # a wrong or foreign --checkpoint, bad text
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json(args.out, result)

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from attnlab.config import defaults
+from attnlab.data import DataError
 
 DISCOUNT_MODES = ("modified", "single")
+MAX_ORDER = 10  # as the config schema: a 1000-gram would hold a 1000-tuple per training token
 
 
 def _discounts(count_of_counts: Counter, mode: str) -> tuple[float, float, float]:
@@ -129,10 +131,6 @@ class KneserNey:
             p = (a - d) / st[0] + st[1] * p
         return p
 
-    def distribution(self, context: Sequence[int]) -> list[float]:
-        """p(w | context) for every id w (what the sums-to-one test checks)."""
-        return [self.prob(w, context) for w in range(self.vocab_size)]
-
     def target_nll(self, ids: Sequence[int]) -> list[float]:
         """-ln p of each target ``ids[1:]`` of one sequence, in order (nats)."""
         return [-math.log(self._prob(g[-1], g[:-1])) for g in self._ngrams(ids)]
@@ -186,36 +184,43 @@ class CharSpeller:
         return self.model.score([self.encode(word)])["total_nll"]
 
 
-def training_words(source: str | Path, vocab_report: dict) -> list[str]:
+def training_words(source: str | Path, vocab_report: dict, report_path: str | Path = "vocab_report.json"
+                   ) -> list[str]:
     """Word tokens of the training split, re-split from the source text as build_vocab did.
 
     dialogues.pt keeps only ids (rare words are ``<unk>`` there), so the
     spelling model reads the text; the split's size in characters is checked
     against the report so a different source or split is refused.
     """
-    from attnlab.data.shakespeare import read_text, split_dialogues, train_val_split
+    from attnlab.data.shakespeare import split_dialogues, train_val_split
+    from attnlab.data.text import read_text
     from attnlab.data.tokenizer import word_tokenize
 
-    for key in ("val_fraction", "seed", "train_chars"):
-        if key not in vocab_report:
-            raise ValueError(f"vocab_report.json lacks {key!r}; rebuild it with `python -m attnlab.data build-vocab`")
-    train, _ = train_val_split(split_dialogues(read_text(source)), vocab_report["val_fraction"],
-                               vocab_report["seed"])
+    wants = {"val_fraction": "a number in [0, 1)", "seed": "an integer", "train_chars": "an integer >= 0"}
+    for key, want in wants.items():
+        value = vocab_report.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            0 <= value < 1 if key == "val_fraction" else isinstance(value, int) and (key == "seed" or value >= 0))
+        if not ok:
+            raise DataError(f"{report_path}: {key!r} must be {want}, got {value!r:.80}; rebuild it with "
+                            f"`python -m attnlab.data build-vocab`")
+    train, _ = train_val_split(split_dialogues(read_text(source, "the tiny-shakespeare text build_vocab read")),
+                               vocab_report["val_fraction"], vocab_report["seed"])
     n_chars = sum(map(len, train))
     if n_chars != vocab_report["train_chars"]:
-        raise ValueError(f"{source} split with val_fraction {vocab_report['val_fraction']}, seed "
-                         f"{vocab_report['seed']} gives {n_chars} training characters, but build_vocab saw "
-                         f"{vocab_report['train_chars']}: it is not the text the vocabulary was built from")
+        raise DataError(f"{source} split with val_fraction {vocab_report['val_fraction']}, seed "
+                        f"{vocab_report['seed']} gives {n_chars} training characters, but build_vocab saw "
+                        f"{vocab_report['train_chars']}: it is not the text the vocabulary was built from")
     return [t for d in train for t in word_tokenize(d)]
 
 
 def fit_speller(source: str | Path, vocab_report_path: str | Path, char_order: int,
                 discount: str = "modified") -> CharSpeller:
     """The spelling model of the open-vocabulary figure: fit on the training split's distinct words."""
-    import json
+    from attnlab.data.text import read_json
 
-    report = json.loads(Path(vocab_report_path).read_text(encoding="utf-8"))
-    return CharSpeller(sorted(set(training_words(source, report))), char_order, discount)
+    report = read_json(vocab_report_path, "a vocab_report.json written by `python -m attnlab.data build-vocab`")
+    return CharSpeller(sorted(set(training_words(source, report, vocab_report_path))), char_order, discount)
 
 
 def spelling_nll(words: Iterable[str], tok, speller: CharSpeller) -> tuple[float, int]:
@@ -242,36 +247,91 @@ def resolve_config(user: Optional[dict]) -> dict:
 
     cfg = cfgmod.resolve(defaults("gpt")["baseline"], user, "gpt.baseline")
     orders = cfg["orders"]
-    if not orders or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 1 for o in orders):
-        raise cfgmod.ConfigError(f"gpt.baseline.orders must be a non-empty list of integers >= 1, got {orders!r}")
-    if cfg["discount"] not in DISCOUNT_MODES:
+    if not isinstance(orders, list) or not orders or not all(
+            isinstance(o, int) and not isinstance(o, bool) and 1 <= o <= MAX_ORDER for o in orders):
+        raise cfgmod.ConfigError(f"gpt.baseline.orders must be a non-empty list of integers in 1..{MAX_ORDER}, "
+                                 f"got {orders!r:.80}")
+    if not isinstance(cfg["discount"], str) or cfg["discount"] not in DISCOUNT_MODES:
         raise cfgmod.ConfigError(f"gpt.baseline.discount must be one of {DISCOUNT_MODES}, got {cfg['discount']!r}")
-    if not isinstance(cfg["char_order"], int) or cfg["char_order"] < 1:
-        raise cfgmod.ConfigError(f"gpt.baseline.char_order must be an integer >= 1, got {cfg['char_order']!r}")
+    char_order = cfg["char_order"]
+    if not isinstance(char_order, int) or isinstance(char_order, bool) or not 1 <= char_order <= MAX_ORDER:
+        raise cfgmod.ConfigError(f"gpt.baseline.char_order must be an integer in 1..{MAX_ORDER}, "
+                                 f"got {char_order!r:.80}")
     return cfg
+
+
+def checked_dialogues(data_path: str | Path) -> dict:
+    """dialogues.pt with every field the n-gram model reads checked; its splits as lists of int lists."""
+    import torch
+
+    from attnlab.checkpoint import CheckpointError
+    from attnlab.gpt.data import load_data
+
+    try:
+        data = load_data(data_path)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as err:  # load_data's "lacks [...]", or not a dict at all
+        why = str(err) if isinstance(err, ValueError) else (
+            f"{data_path} holds no dict of dialogues; rebuild it with `python -m attnlab.data build-vocab`")
+        raise DataError(why) from err
+
+    def fail(what: str) -> DataError:
+        return DataError(f"{data_path} is not a dialogues.pt written by `python -m attnlab.data build-vocab`: "
+                         f"{what}")
+
+    def integer(key: str, low: int, high: float = math.inf) -> int:
+        v = data[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+            raise fail(f"{key} must be an integer in {low}..{high}, got {v!r:.80}")
+        return v
+
+    vocab_size = integer("vocab_size", 3)
+    out = {"vocab_size": vocab_size, "start_id": integer("start_id", 0, vocab_size - 1),
+           "unk_id": integer("unk_id", 0, vocab_size - 1), "val_chars": integer("val_chars", 1)}
+    for split in ("train", "val"):
+        seqs = data[split]
+        if not isinstance(seqs, (list, tuple)) or not seqs:
+            raise fail(f"{split} must be a non-empty list of token-id sequences, got {type(seqs).__name__}")
+        ids = []
+        for i, s in enumerate(seqs):
+            ok = isinstance(s, torch.Tensor) and s.ndim == 1 and len(s) > 0 and not (
+                s.is_floating_point() or s.is_complex() or s.dtype == torch.bool)
+            if not ok:
+                raise fail(f"{split}[{i}] is not a non-empty 1-D tensor of integer ids")
+            lo, hi = int(s.min()), int(s.max())
+            if int(s[0]) != out["start_id"] or lo < 0 or hi >= vocab_size:
+                raise fail(f"{split}[{i}] does not start with the start id {out['start_id']} or has ids outside "
+                           f"0..{vocab_size - 1} (min {lo}, max {hi})")
+            ids.append(s.tolist())
+        out[split] = ids
+    return out
 
 
 def run(data_path: str | Path, vocab_report_path: str | Path, source: str | Path, val_text: str | Path,
         vocab_path: str | Path, cfg: Optional[dict] = None, log=None) -> dict:
     """ngram.json's content: every order on the validation split, and the order chosen by it."""
     from attnlab.data.shakespeare import split_dialogues
+    from attnlab.data.text import read_text
     from attnlab.data.tokenizer import MyTokenizer, word_tokenize
-    from attnlab.gpt.data import load_data
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = resolve_config(cfg)
-    data = load_data(data_path)
+    data = checked_dialogues(data_path)
     tok = MyTokenizer.load(vocab_path)
+    if len(tok) != data["vocab_size"]:
+        raise DataError(f"{vocab_path} has {len(tok)} tokens but {data_path} was encoded with "
+                        f"{data['vocab_size']}; use the vocab.json written together with dialogues.pt")
     t0 = time.perf_counter()
     speller = fit_speller(source, vocab_report_path, cfg["char_order"], cfg["discount"])
-    val_words = [t for d in split_dialogues(Path(val_text).read_text(encoding="utf-8")) for t in word_tokenize(d)]
+    val_text_content = read_text(val_text, "the val.txt written by build_vocab")
+    val_words = [t for d in split_dialogues(val_text_content) for t in word_tokenize(d)]
     spell, n_spelled = spelling_nll(val_words, tok, speller)
-    train_ids = [[int(t) for t in s] for s in data["train"]]
-    val_ids = [[int(t) for t in s] for s in data["val"]]
+    train_ids, val_ids = data["train"], data["val"]
     n_unk = sum(s[1:].count(data["unk_id"]) for s in val_ids)
     if n_unk != n_spelled:
-        raise ValueError(f"{val_text} has {n_spelled} out-of-vocabulary words but dialogues.pt's validation "
-                         f"split has {n_unk} <unk> targets: they are not the same text")
+        raise DataError(f"{val_text} has {n_spelled} out-of-vocabulary words but dialogues.pt's validation "
+                        f"split has {n_unk} <unk> targets: they are not the same text")
     orders = {}
     for n in cfg["orders"]:
         t = time.perf_counter()
@@ -301,8 +361,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--config", default=None, help="gpt.baseline (YAML/JSON)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    result = run(args.data, args.vocab_report, args.source, args.val_text, args.vocab,
-                 cfgmod.load_config_file(args.config))
+    from attnlab.checkpoint import CheckpointError
+
+    try:
+        result = run(args.data, args.vocab_report, args.source, args.val_text, args.vocab,
+                     cfgmod.load_config_file(args.config))
+    except (DataError, cfgmod.ConfigError, CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     write_json(args.out, result)
     b = result["best"]
     print(f"best order {result['best_order']}: perplexity {b['perplexity']:.1f}, {b['bits_per_char']:.4f} "
