@@ -147,11 +147,20 @@ def http_server(respond: Callable[[socket.socket, int, threading.Event], None],
             t.join(10)
 
 
-def endless(limit: int = 256 << 20) -> Callable:
-    """An answer without Content-Length whose body never ends (up to ``limit`` bytes, then the server gives up)."""
+def endless(limit: int = 256 << 20, chunked: bool = False, length: bytes | None = None) -> Callable:
+    """An answer whose body never ends (up to ``limit`` bytes, then the server gives up).
+
+    Without Content-Length (or with the bogus ``length`` given), or in chunks
+    (``chunked``: Transfer-Encoding: chunked, a 64 KiB chunk after another).
+    """
     def respond(conn: socket.socket, number: int, stop: threading.Event) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        head += b"Transfer-Encoding: chunked\r\n" if chunked else b""
+        head += b"Content-Length: " + length + b"\r\n" if length is not None else b""
+        conn.sendall(head + b"\r\n")
         block, sent = b"\0" * 65536, 0
+        if chunked:
+            block = b"%x\r\n" % len(block) + block + b"\r\n"
         while not stop.is_set() and sent < limit:
             conn.sendall(block)
             sent += len(block)

@@ -213,6 +213,18 @@ def test_unsafe_member_names_are_refused(case, tmp_path, capsys):
     assert "has an unsafe name (absolute or with ..)" in prepare_fails(capsys, src, tmp_path / "out")
 
 
+def test_a_negative_member_size_is_refused(tmp_path, capsys):
+    info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+    header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 12  # size, base-256: -1
+    header[148:156] = b"        "
+    header[148:156] = b"%06o\0 " % sum(header)
+    src = tmp_path / "c.tar"
+    src.write_bytes(bytes(header) + b"\0" * 1024)
+    assert "member cifar-10-batches-py/test_batch declares a negative size" in prepare_fails(capsys, src,
+                                                                                            tmp_path / "out")
+
+
 @pytest.mark.parametrize("case", ["pax-record", "gnu-long-name"])
 def test_a_header_declaring_megabytes_is_refused_before_it_is_read(case, tmp_path, capsys):
     files = official_files(tmp_path)
@@ -318,6 +330,29 @@ def test_folder_sources_read_only_plain_files_of_bounded_size(case, tmp_path, ca
             image.write_bytes(b"")
             expected = "cannot decode train/cat/0000.png"
     assert expected in prepare_fails(capsys, src, tmp_path / "out")
+
+
+@pytest.mark.parametrize("link", ["class", "split", "top"])
+def test_a_linked_folder_inside_a_folder_source_is_refused(link, tmp_path, capsys):
+    """tree_digest (data.cifar10.sha256 of a folder) does not follow links, so the reader must not either."""
+    real = tmp_path / "elsewhere"
+    make_imagefolder(real, 1, 1, top="tiny")
+    src = tmp_path / "src"
+    if link == "top":
+        src.mkdir()
+        (src / "tiny").symlink_to(real / "tiny")
+        linked = src / "tiny"
+    else:
+        import shutil
+
+        shutil.copytree(real, src)
+        linked = src / "tiny" / "train" / ("cat" if link == "class" else "")
+        moved = tmp_path / "moved"
+        shutil.move(str(linked), moved)
+        linked.symlink_to(moved)
+        linked = Path(str(linked).rstrip("/"))
+    line = prepare_fails(capsys, src, tmp_path / "out")
+    assert f"{linked} is a symbolic link to a folder" in line, line
 
 
 def test_non_utf8_file_names_are_fine_and_a_non_utf8_class_is_named(tmp_path, capsys):
@@ -493,9 +528,12 @@ def test_disjoint_splits_record_no_overlap(tmp_path):
 # --------------------------------------------------------------------------- downloads (item 4)
 
 
-def test_an_endless_body_stops_at_the_size_cap(tmp_path, capsys):
+@pytest.mark.parametrize("body", ["plain", "chunked", "bogus-length", "negative-length"])
+def test_an_endless_body_stops_at_the_size_cap(body, tmp_path, capsys):
     out = tmp_path / "dl" / "input.txt"
-    with http_server(endless()) as url:
+    answer = endless(chunked=body == "chunked",
+                     length={"bogus-length": b"lots", "negative-length": b"-5"}.get(body))
+    with http_server(answer) as url:
         start = time.perf_counter()
         rc = data_main(["download-shakespeare", "--url", url, "--sha256", "null", "--out", str(out),
                         "--max-mb", "3", "--deadline-s", "30"])

@@ -146,6 +146,8 @@ def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str,
         kind = "a sparse file" if member.isreg() else _KINDS.get(member.type, f"of tar type {member.type!r}")
         raise DataError(f"{path}: member {name} is {kind}, not a regular file; the data set's files must be "
                         f"stored as plain files")
+    if member.size < 0:
+        raise DataError(f"{path}: member {name} declares a negative size; the archive is corrupt or crafted")
     if member.size > limit:
         raise DataError(f"{path}: member {name} is {member.size} bytes, more than the {_size(limit)} limit for "
                         f"such a file; it is not a file of the data set")

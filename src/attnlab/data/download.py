@@ -219,6 +219,14 @@ class _Watchdog:
         return urllib.request.build_opener(*handlers)
 
 
+def _announced(value: str | None) -> int:
+    """Content-Length as a byte count; 0 (unknown) when absent or not a count, as http.client reads it."""
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0
+
+
 def _fetch(url: str, dest: Path, algorithm: str, timeout: float, stream, last_data: list,
            max_bytes: int | None, ends: float) -> tuple[str, int]:
     """Stream ``url`` into ``dest``; return (hex digest, bytes written). ``last_data[0]``: time of the last bytes."""
@@ -229,7 +237,7 @@ def _fetch(url: str, dest: Path, algorithm: str, timeout: float, stream, last_da
     n = 0
     try:
         with watchdog.opener().open(request, timeout=timeout) as response, open(dest, "wb") as fh:
-            total = int(response.headers.get("Content-Length") or 0)
+            total = _announced(response.headers.get("Content-Length"))
             if total > cap:
                 raise _TooLarge(f"the server announces {total} bytes")
             read = getattr(response, "read1", response.read)  # what has arrived, not a blocking 1 MiB

@@ -29,6 +29,9 @@ def read_bytes(path: str | os.PathLike, what: str, max_bytes: int = MAX_TEXT_BYT
         raise DataError(f"{path} does not exist (expected {what})")
     if not path.is_file():
         raise DataError(f"{path} is not a regular file (expected {what})")
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{path} is larger than the {max_bytes / 2**20:.0f} MiB limit for {what}; "
+                        f"is it the right file?")
     try:
         with open(path, "rb") as fh:
             blob = fh.read(max_bytes + 1)  # never more than the limit, even if the file grows
