@@ -83,16 +83,26 @@ def png_header(width: int, height: int) -> bytes:
         chunk(b"IEND", b"")
 
 
-def jpeg_header(width: int, height: int) -> bytes:
-    """A real 32x32 baseline JPEG with its frame header (SOF0) rewritten to declare width x height."""
+def jpeg_header(width: int, height: int, then: tuple[int, int] | None = None) -> bytes:
+    """A real 32x32 baseline JPEG with its frame header (SOF0) rewritten to declare width x height.
+
+    ``then``: a second frame header follows the first, declaring (width, height), so that a
+    reader trusting one of the two and a decoder trusting the other disagree.
+    """
     from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, format="JPEG")
     blob = bytearray(buf.getvalue())
     sof = blob.index(b"\xff\xc0")
-    blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)  # SOF0: length(2), precision(1), height, width
-    return bytes(blob)
+    end = sof + 2 + struct.unpack(">H", blob[sof + 2:sof + 4])[0]
+    frame = bytearray(blob[sof:end])
+    frame[5:9] = struct.pack(">HH", height, width)  # SOF0: length(2), precision(1), height, width
+    if then is not None:
+        second = bytearray(frame)
+        second[5:9] = struct.pack(">HH", then[1], then[0])
+        frame += second
+    return bytes(blob[:sof] + frame + blob[end:])
 
 
 @contextlib.contextmanager

@@ -369,12 +369,17 @@ def test_non_utf8_file_names_are_fine_and_a_non_utf8_class_is_named(tmp_path, ca
 
 
 @pytest.mark.parametrize("where", ["folder", "tar"])
-@pytest.mark.parametrize("case", ["jpeg-65500", "png-100000", "png-64x48", "gif", "text-as-png"])
+@pytest.mark.parametrize("case", ["jpeg-65500", "jpeg-two-frames", "jpeg-two-frames-huge-last", "png-100000",
+                                  "png-64x48", "gif", "text-as-png"])
 def test_image_headers_are_checked_before_decoding(case, where, tmp_path, capsys):
     fmt = "jpg" if case.startswith("jpeg") else "png"
     name = f"0000.{fmt}"
     if case == "jpeg-65500":
         blob, expected = jpeg_header(65500, 65500), r"train/cat/0000.jpg (declares a huge image|is 65500x65500)"
+    elif case == "jpeg-two-frames":  # a huge frame, then a 32x32 one: libjpeg stops at the second
+        blob, expected = jpeg_header(65500, 65500, then=(32, 32)), r"cannot decode train/cat/0000.jpg"
+    elif case == "jpeg-two-frames-huge-last":
+        blob, expected = jpeg_header(32, 32, then=(65500, 65500)), r"0000.jpg (declares a huge image|is 65500x)"
     elif case == "png-100000":
         blob, expected = png_header(100000, 100000), r"train/cat/0000.png (declares a huge image|is 100000x100000)"
     elif case == "png-64x48":
