@@ -196,12 +196,12 @@ def training_words(source: str | Path, vocab_report: dict, report_path: str | Pa
     from attnlab.data.text import read_text
     from attnlab.data.tokenizer import word_tokenize
 
-    wants = {"val_fraction": "a number in [0, 1)", "seed": "an integer", "train_chars": "an integer >= 0"}
-    for key, want in wants.items():
+    checks = {"val_fraction": ("a number in [0, 1)", lambda v: isinstance(v, (int, float)) and 0 <= v < 1),
+              "seed": ("an integer", lambda v: isinstance(v, int)),
+              "train_chars": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0)}
+    for key, (want, ok) in checks.items():
         value = vocab_report.get(key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            0 <= value < 1 if key == "val_fraction" else isinstance(value, int) and (key == "seed" or value >= 0))
-        if not ok:
+        if isinstance(value, bool) or not ok(value):
             raise DataError(f"{report_path}: {key!r} must be {want}, got {value!r:.80}; rebuild it with "
                             f"`python -m attnlab.data build-vocab`")
     train, _ = train_val_split(split_dialogues(read_text(source, "the tiny-shakespeare text build_vocab read")),
