@@ -14,7 +14,7 @@ from PIL import Image
 
 from attnlab.data import DataError
 from attnlab.data.__main__ import main
-from attnlab.data.cifar10 import detect, download_cifar10, load_split, prepare
+from attnlab.data.cifar10 import download_cifar10, load_split, prepare
 from tinydata import CIFAR_CLASSES, CIFAR_JPEG_SHA256, make_cifar_tarball, make_imagefolder, shared_data
 
 
@@ -56,23 +56,20 @@ def test_official_pixel_layout_is_channel_planes():
     # One row of the official format is 1024 R values, then 1024 G, then 1024 B (row-major 32x32);
     # check that against a hand-built row through the same reader.
     row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.arange(1024) % 256]).astype(np.uint8)
-    from attnlab.data.cifar10 import _decode_official
-    import pickle
+    from attnlab.data.cifar10 import _batch_arrays
 
-    files = {name: pickle.dumps({b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
-             for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")}
-    files["test_batch"] = pickle.dumps({b"data": row[None], b"labels": [7]})
-    files["batches.meta"] = pickle.dumps({b"label_names": [c.encode() for c in CIFAR_CLASSES]})
-    img = _decode_official(files, "x", ("test",))["test"]["images"][0]
+    images, labels = _batch_arrays({b"data": row[None], b"labels": [7]}, "test_batch", "x")
+    assert labels.tolist() == [7]
+    img = images[0]
     assert img[0].unique().tolist() == [10] and img[1].unique().tolist() == [20]
     assert img[2, 0, 5].item() == 5 and img[2, 1, 0].item() == 32  # B plane, row 1 starts at 32
 
 
 def test_official_folder_and_its_parent(tmp_path):
     ref = make_cifar_tarball(tmp_path / "raw", n_per_class_train=1, n_per_class_test=1, seed=2, as_folder=True)
-    for source in (tmp_path / "raw", tmp_path / "raw" / "cifar-10-batches-py"):
-        assert detect(source) == "official-folder"
+    for i, source in enumerate((tmp_path / "raw", tmp_path / "raw" / "cifar-10-batches-py")):
         _assert_split(load_split(source, "train"), ref["train"], CIFAR_CLASSES)
+        assert prepare(source, tmp_path / f"out{i}")["source_kind"] == "official-folder"
     manifest = prepare(tmp_path / "raw", tmp_path / "out")
     assert manifest["source_kind"] == "official-folder"
     assert manifest["checksum"]["algorithm"] == "sha256" and manifest["checksum"]["verified"] is False
@@ -158,7 +155,7 @@ def test_wrong_layouts_raise_clear_errors(tmp_path, case):
     else:
         make_imagefolder(src, 1, 1, top=None)
         PILImage.new("RGB", (64, 48)).save(src / "train" / "bird" / "big.png")
-        expected = r"big.png is 64x48; CIFAR-10 images must be 32x32"
+        expected = r"train/bird/big.png is 64x48; the images must be 32x32 \(refused before decoding\)"
     with pytest.raises(DataError, match=expected):
         prepare(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written

@@ -128,23 +128,20 @@ def test_unreachable_url_retries_then_names_the_offline_key(tmp_path, capsys):
     assert not (tmp_path / "c.tar.gz").exists()
 
 
-def test_download_retries_a_failing_transfer(tmp_path, monkeypatch):
-    import urllib.request
+def test_download_retries_a_failing_transfer(tmp_path):
+    """Two answers that announce the file and close halfway, then a whole one: retried, verified, in place."""
+    from hostile import cut_then_whole, http_server
 
-    src = tmp_path / "input.txt"
-    src.write_text("A:\nhi.\n")
-    real, calls = urllib.request.urlopen, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) < 3:
-            raise ConnectionResetError("connection reset by peer")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", flaky)
+    blob = make_shakespeare_text(None, 40, seed=5).encode()
     out = tmp_path / "o.txt"
-    info = download(src.as_uri(), out, _sha256(src.read_bytes()), retries=3, backoff=0.0)
-    assert len(calls) == 3 and info["verified"] and out.read_text() == "A:\nhi.\n"
+    with http_server(cut_then_whole(blob, n_cut=2)) as url:
+        info = download(url, out, _sha256(blob), retries=3, backoff=0.0)
+    assert info["verified"] and info["bytes"] == len(blob) and out.read_bytes() == blob
+    assert [p.name for p in tmp_path.iterdir()] == ["o.txt"]
+    with http_server(cut_then_whole(blob, n_cut=5)) as url:  # never whole: given up after 3 tries
+        with pytest.raises(DataError, match=r"could not download .*connection closed after \d+ of \d+ bytes"):
+            download(url, tmp_path / "p.txt", None, retries=3, backoff=0.0)
+    assert not (tmp_path / "p.txt").exists()
 
 
 # ----------------------------------------------------------------------------- build-vocab stage

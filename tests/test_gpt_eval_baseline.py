@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from attnlab.data import DataError
 from attnlab.data.vocab import build_vocab
 from attnlab.gpt import evaluate as gpt_eval
 from attnlab.gpt import ngram
@@ -76,7 +77,7 @@ def test_a_different_source_text_is_refused(built, tmp_path):
     d, out, source, _ = built
     other = tmp_path / "other.txt"
     other.write_text(source.read_text().replace("love", "lov"))
-    with pytest.raises(ValueError, match="not the text the vocabulary was built from"):
+    with pytest.raises(DataError, match="not the text the vocabulary was built from"):
         gpt_eval.evaluate(d / "ckpt.pt", out / "vocab.json", out / "val.txt", "cpu",
                           baseline={"ngram": d / "ngram.json", "data": out / "dialogues.pt",
                                     "vocab_report": out / "vocab_report.json", "source": other})

@@ -36,14 +36,15 @@ def _images(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_cifar_tarball(path: str | Path, n_per_class_train: int = 2, n_per_class_test: int = 1, seed: int = 0,
-                       as_folder: bool = False) -> dict:
+                       as_folder: bool = False, test_copies: int = 0) -> dict:
     """Write a tiny CIFAR-10 in the official ``cifar-10-python.tar.gz`` layout (or its extracted folder).
 
     Pickled dicts with the real keys: batches ``{b'batch_label', b'labels',
     b'data' (N, 3072) uint8, b'filenames'}``, ``batches.meta`` ``{b'label_names',
     b'num_cases_per_batch', b'num_vis'}``. Training images are spread over
     ``data_batch_1..5`` in order. Returns {"train": (images (N,3,32,32), labels),
-    "test": (...), "classes"} in the order the files hold them.
+    "test": (...), "classes"} in the order the files hold them. ``test_copies``: the first that
+    many test images are exact copies of training images (train index i for test index i).
     """
     rng = np.random.default_rng(seed)
     out = {"classes": list(CIFAR_CLASSES)}
@@ -52,6 +53,8 @@ def make_cifar_tarball(path: str | Path, n_per_class_train: int = 2, n_per_class
         labels = np.array([c for c in range(10) for _ in range(per_class)], dtype=np.int64)
         rng.shuffle(labels)
         images = _images(len(labels), rng)
+        if split == "test" and test_copies:
+            images[:test_copies] = out["train"][0][:test_copies]
         out[split] = (images, labels)
         chunks = np.array_split(np.arange(len(labels)), 5) if split == "train" else [np.arange(len(labels))]
         names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,14 @@ FAMILIES = {
 # Errors torch.load raises for a file that is not a (complete) torch.save file.
 _BAD_FILE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError,
              IndexError, ImportError, zipfile.BadZipFile)
+
+
+# What torch's weights_only unpickler (torch 2.6 to 2.14) says when it refuses an object rather than a
+# damaged file: "Unsupported global: GLOBAL exec was not an allowed global", "Trying to load unsupported
+# GLOBAL posix.system whose module posix is blocked", "Trying to call reduce for unrecognized function",
+# "Can only build ... types allowlisted", "... must be imported to load". A cut-off zip or random bytes
+# ("Unsupported operand 149") matches none of them.
+_REFUSED = re.compile(r"GLOBAL (\S+)|unrecognized function|allowlisted|must be imported to load", re.IGNORECASE)
 
 
 class CheckpointError(AttnlabError, ValueError):
@@ -54,11 +63,11 @@ def load_pt(path: str | os.PathLike, expected: str, map_location: Any = "cpu") -
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, *_BAD_FILE) as err:
-        # torch names the refused global ("Unsupported global: GLOBAL builtins.exec"); every other
-        # failure (a cut-off zip, random bytes: "Unsupported operand") is a damaged or foreign file.
-        if "Unsupported global" in str(err) or "allowed global" in str(err):
-            why = ("it holds Python objects other than tensors and plain containers, which are not loaded "
-                   "because unpickling them can run arbitrary code")
+        refused = _REFUSED.search(str(err))
+        if refused:
+            what = f"the Python object {refused.group(1)}" if refused.group(1) else "Python objects"
+            why = (f"it holds {what}, not only tensors and plain containers; it was not loaded because "
+                   f"unpickling it can run arbitrary code")
         else:
             why = "it is truncated, corrupt or not a file written by torch.save"
         raise CheckpointError(f"{path} is not {expected}: {why}") from err

@@ -14,6 +14,8 @@ rule download_cifar10:
     params:
         url=DATA["cifar10"]["url"],
         md5=DATA["cifar10"]["md5"],
+        max_mb=DATA["cifar10"]["download_max_mb"],
+        deadline_s=DATA["cifar10"]["download_deadline_s"],
         code=code("attnlab.data.cifar10", cli="attnlab.data.__main__"),
     log:
         "results/logs/download_cifar10.log",
@@ -60,6 +62,8 @@ rule download_shakespeare:
     params:
         url=DATA["shakespeare"]["url"],
         sha256=DATA["shakespeare"]["sha256"],
+        max_mb=DATA["shakespeare"]["download_max_mb"],
+        deadline_s=DATA["shakespeare"]["download_deadline_s"],
         code=code("attnlab.data.shakespeare", cli="attnlab.data.__main__"),
     log:
         "results/logs/download_shakespeare.log",

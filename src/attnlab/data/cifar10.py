@@ -1,6 +1,6 @@
 """CIFAR-10 from any of its usual forms into one fast tensor file per split.
 
-Accepted sources (``detect`` tells them apart by content, not by name):
+Accepted sources (told apart by content, not by name):
 
 - ``official-tarball``: ``cifar-10-python.tar.gz`` (pickled ``data_batch_1..5``,
   ``test_batch``, ``batches.meta``), read straight from the tar stream;
@@ -11,8 +11,25 @@ Accepted sources (``detect`` tells them apart by content, not by name):
 - ``prepared`` (``load_split`` only): a folder with ``{train,test}.pt`` or one such file.
 
 Class order is the sorted class-folder names, which for CIFAR-10 is the
-standard label order (airplane=0 ... truck=9). Tar members are read into
-memory and decoded in batches; nothing is extracted to disk.
+standard label order (airplane=0 ... truck=9). Nothing is extracted to disk.
+
+A source is untrusted data, so the work it can cause is bounded: tar members
+are streamed (:mod:`attnlab.data.archive`) and each file is read only up to
+the size limit of its kind (``BATCH_LIMIT``, ``META_LIMIT``, ``IMAGE_LIMIT``,
+named in the error); a tarball may hold at most ``ARCHIVE_LIMIT`` bytes
+decompressed and ``MAX_ENTRIES`` entries, a split at most CIFAR-10's own
+number of images; every image header must declare 32x32 before anything is
+decoded (:mod:`attnlab.data.images`); pickled batches go through a restricted
+unpickler and must hold uint8 pixels and integer labels.
+
+The test split must not repeat training images: ``prepare`` hashes every
+image's pixels and refuses a source whose test split shares more than
+``OVERLAP_LIMIT`` (1%) of its images with the training split, exactly; at or
+below that it warns on the log, naming how many and a few of them, and
+records them in the manifest (``train_test_overlap``). Real CIFAR-10 has
+near-duplicates across its splits but, of exact copies, at most a handful
+(the shared JPEG copy has none); 1% of the official 10,000 test images is
+100, far above that and far below a leaked split.
 """
 
 from __future__ import annotations
@@ -22,17 +39,14 @@ import io
 import os
 import pickle
 import sys
-import tarfile
 import time
-import warnings
-import zlib
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 
 from attnlab.checkpoint import load_pt
 from attnlab.data import CIFAR10_MD5, CIFAR10_URL, DataError
+from attnlab.data.archive import is_tar, iter_tar, read_file
 from attnlab.io import file_digest, torch_save, write_json
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -42,50 +56,52 @@ OFFICIAL_FILES = (*OFFICIAL_TRAIN, "test_batch", "batches.meta")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 OFFLINE_KEY = "data.cifar10.path"
 
+# Per-file limits. An official data_batch_* / test_batch is 29.6 MiB; a protocol-2 re-pickle written by
+# Python 3 spells each byte >= 0x80 in two, so up to 59.2 MiB.
+BATCH_LIMIT = 64 << 20
+META_LIMIT = 64 << 10  # the official batches.meta: 158 bytes
+IMAGE_LIMIT = 64 << 10  # a 32x32 JPEG/PNG: 1-4 KiB (the shared JPEG copy's largest: 1,124 B), room for metadata
+ARCHIVE_LIMIT = 1 << 30  # decompressed bytes of a tarball (the official one: 178 MiB)
+MAX_ENTRIES = 200_000  # tar entries (the ImageFolder copy: 52,023)
+MAX_IMAGES = {"train": 50_000, "test": 10_000}  # CIFAR-10's own split sizes
+OVERLAP_LIMIT = 0.01  # share of test images that may be exact copies of training images (with a warning)
+
 _LAYOUTS = (
     "expected one of: the official cifar-10-python.tar.gz or its extracted cifar-10-batches-py/ folder "
     "(data_batch_1..5, test_batch, batches.meta); an ImageFolder tree train/<class>/*.jpg|png and "
     "test/<class>/*.jpg|png, as a folder or .tar.gz (optionally under one top folder)"
 )
-
-
-@dataclass
-class _Raw:
-    """What a source holds before decoding: official pickles or per-split image files."""
-
-    kind: str
-    official: dict[str, bytes] = field(default_factory=dict)  # file name -> pickle bytes
-    images: dict[str, list[tuple[str, str, bytes]]] = field(default_factory=dict)  # split -> [(class, name, bytes)]
+_HINT = f"re-download it or set {OFFLINE_KEY} to a good copy"
 
 
 # --------------------------------------------------------------------------- public API
 
 
 def download_cifar10(url: str = CIFAR10_URL, out: str | os.PathLike = "cifar-10-python.tar.gz",
-                     md5: str | None = CIFAR10_MD5, **kwargs) -> dict:
-    """Download the official tarball with md5 verification (see ``attnlab.data.download``)."""
-    from attnlab.data.download import download
+                     md5: str | None = CIFAR10_MD5, max_mb: float | None = None, deadline_s: float | None = None,
+                     **kwargs) -> dict:
+    """Download the official tarball with md5 verification (see ``attnlab.data.download``).
 
-    return download(url, out, md5, "md5", offline_key=OFFLINE_KEY, checksum_key="data.cifar10.md5", **kwargs)
+    ``max_mb`` / ``deadline_s`` default to ``data.cifar10.download_max_mb`` / ``download_deadline_s``.
+    """
+    from attnlab.data.download import download_limited
 
-
-def detect(source: str | os.PathLike) -> str:
-    """The source kind of ``source`` (see module docstring); raises DataError if none fits."""
-    kind = _classify(Path(source))
-    return _scan_tar(Path(source), splits=()).kind if kind == "tarball" else kind
+    return download_limited(url, out, md5, "md5", "data.cifar10", max_mb, deadline_s, **kwargs)
 
 
 def _classify(path: Path) -> str:
-    """Like ``detect`` but without reading a tarball through: tarballs come back as "tarball"."""
+    """The source kind of ``path`` without reading a tarball through: tarballs come back as "tarball"."""
     if not path.exists():
         raise DataError(f"CIFAR-10 source {path} does not exist; set {OFFLINE_KEY} to an existing file or folder "
                         f"({_LAYOUTS})")
     if path.is_file():
         if path.suffix == ".pt":
             return "prepared"
-        if not tarfile.is_tarfile(path):
+        if not is_tar(path):
             raise DataError(f"CIFAR-10 source {path} is neither a tarball nor a .pt file; {_LAYOUTS}")
         return "tarball"
+    if not path.is_dir():
+        raise DataError(f"CIFAR-10 source {path} is neither a file nor a folder; {_LAYOUTS}")
     if all((path / f"{s}.pt").is_file() for s in SPLITS):
         return "prepared"
     if _official_dir(path) is not None:
@@ -108,17 +124,9 @@ def load_split(source: str | os.PathLike, split: str) -> dict:
     if kind == "prepared":
         pt = path if path.is_file() else path / f"{split}.pt"
         data = load_pt(pt, "a prepared CIFAR-10 split written by `python -m attnlab.data prepare-cifar10`")
-        if not isinstance(data, dict):
-            raise DataError(f"{pt} holds a {type(data).__name__}, not a prepared CIFAR-10 split; "
-                            f"rerun `python -m attnlab.data prepare-cifar10`")
-        missing = {"images", "labels", "classes"} - set(data)
-        if missing:
-            raise DataError(f"{pt} is not a prepared CIFAR-10 split (missing {sorted(missing)}); "
-                            f"rerun `python -m attnlab.data prepare-cifar10`")
-        check_classes(list(data["classes"]), pt)
+        check_prepared(data, pt)
         return {**data, "source": str(path)}
-    raw = _read_raw(path, kind, splits=(split,))
-    out = _decode(raw, path, splits=(split,))[split]
+    out = _read(path, kind, splits=(split,))[1][split]
     return {**out, "source": str(path)}
 
 
@@ -130,7 +138,8 @@ def prepare(source: str | os.PathLike, out_dir: str | os.PathLike, md5: str | No
     when the source is that tarball, refused (DataError) for any other source.
     ``sha256``, if given, is verified for any source: a file's (or tarball's)
     bytes, or for a folder its ``tree_digest``. The manifest records a digest
-    either way.
+    either way. A test split repeating training images is refused or warned
+    about (module docstring).
     """
     stream = stream or sys.stderr
     start = time.perf_counter()
@@ -140,10 +149,9 @@ def prepare(source: str | os.PathLike, out_dir: str | os.PathLike, md5: str | No
         raise DataError(f"{path} already holds prepared CIFAR-10 tensors; point {OFFLINE_KEY} at the raw data "
                         f"or use the folder directly")
     print(f"[cifar10] reading {path}", file=stream, flush=True)
-    raw = _read_raw(path, kind, splits=SPLITS, stream=stream)
-    kind = raw.kind
+    kind, splits = _read(path, kind, splits=SPLITS, stream=stream)
     checksum = _checksum(path, kind, md5, sha256, stream)
-    splits = _decode(raw, path, splits=SPLITS, stream=stream)
+    overlap = check_overlap(splits["train"]["images"], splits["test"]["images"], path, stream)
     out_dir = Path(out_dir)
     for split in SPLITS:
         torch_save({k: splits[split][k] for k in ("images", "labels", "classes")}, out_dir / f"{split}.pt")
@@ -158,6 +166,7 @@ def prepare(source: str | os.PathLike, out_dir: str | os.PathLike, md5: str | No
         "n_test": len(splits["test"]["labels"]),
         "counts": counts,
         "image_shape": [3, 32, 32],
+        "train_test_overlap": overlap,
         "seconds": round(time.perf_counter() - start, 3),
     }
     write_json(out_dir / "manifest.json", manifest)  # last: its presence means the split files are complete
@@ -171,8 +180,63 @@ def tree_digest(folder: str | os.PathLike) -> str:
     folder = Path(folder)
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(folder).as_posix()}\0{file_digest(f, 'sha256')}\n".encode())
+        # surrogateescape: a file name that is not UTF-8 counts with its own bytes
+        h.update(f"{f.relative_to(folder).as_posix()}\0{file_digest(f, 'sha256')}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def check_classes(classes, path: Path) -> None:
+    """Refuse a class set other than CIFAR-10's ten names (a 9- or 11-class tree is not CIFAR-10)."""
+    missing = [c for c in CLASSES if c not in classes]
+    extra = sorted(set(classes) - set(CLASSES))
+    if missing or extra or len(classes) != len(CLASSES):
+        raise DataError(f"{path} does not have CIFAR-10's ten classes: missing {missing}, extra {extra}; "
+                        f"the classes must be exactly {', '.join(CLASSES)}")
+
+
+def check_prepared(data, pt: Path) -> None:
+    """Refuse a prepared split that is not {"images": uint8 (N,3,32,32), "labels": int64 (N,) in 0..9, classes}."""
+    rerun = "rerun `python -m attnlab.data prepare-cifar10`"
+    if not isinstance(data, dict):
+        raise DataError(f"{pt} holds a {type(data).__name__}, not a prepared CIFAR-10 split; {rerun}")
+    missing = {"images", "labels", "classes"} - set(data)
+    if missing:
+        raise DataError(f"{pt} is not a prepared CIFAR-10 split (missing {sorted(missing)}); {rerun}")
+    classes = data["classes"]
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        raise DataError(f"{pt}: classes must be a list of class names; {rerun}")
+    check_classes(list(classes), pt)
+    images, labels = data["images"], data["labels"]
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or tuple(
+            images.shape[1:]) != (3, 32, 32):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise DataError(f"{pt}: images must be a uint8 tensor (N, 3, 32, 32), got {shape}; {rerun}")
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.shape != (len(images),):
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise DataError(f"{pt}: labels must be an int64 tensor of {len(images)} labels (one per image), got "
+                        f"{shape}; {rerun}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(CLASSES)):
+        raise DataError(f"{pt}: labels outside 0..{len(CLASSES) - 1} (min {int(labels.min())}, max "
+                        f"{int(labels.max())}); {rerun}")
+
+
+def check_overlap(train: torch.Tensor, test: torch.Tensor, path: Path, stream) -> dict:
+    """Test images that are exact pixel copies of training images: refused above ``OVERLAP_LIMIT``, else warned."""
+    seen = {hashlib.sha256(img.numpy().tobytes()).digest() for img in train}
+    shared = [i for i, img in enumerate(test) if hashlib.sha256(img.numpy().tobytes()).digest() in seen]
+    record = {"n_test_in_train": len(shared), "test_indices": shared[:20], "limit_fraction": OVERLAP_LIMIT}
+    if not shared:
+        return record
+    share = len(shared) / len(test)
+    what = (f"{len(shared)} of the {len(test)} test images in {path} ({share:.1%}) are exact pixel copies of "
+            f"training images (test indices {shared[:5]}{' ...' if len(shared) > 5 else ''})")
+    if share > OVERLAP_LIMIT:
+        raise DataError(f"{what}, more than the {OVERLAP_LIMIT:.0%} allowed: a test split that repeats the "
+                        f"training split measures memory, not accuracy. Use a source whose test split is "
+                        f"disjoint from its training split")
+    print(f"[cifar10] warning: {what}; at most {OVERLAP_LIMIT:.0%} is allowed. Test accuracy is slightly "
+          f"inflated; the indices are in manifest.json (train_test_overlap)", file=stream, flush=True)
+    return record
 
 
 # --------------------------------------------------------------------------- checksums
@@ -207,84 +271,149 @@ def _checksum(path: Path, kind: str, md5: str | None, sha256: str | None, stream
     return record
 
 
-# --------------------------------------------------------------------------- reading raw members
+# --------------------------------------------------------------------------- reading a source
 
 
-def _read_raw(path: Path, kind: str, splits: tuple[str, ...], stream=None) -> _Raw:
+def _read(path: Path, kind: str, splits: tuple[str, ...], stream=None) -> tuple[str, dict]:
+    """(source kind, {split: {"images", "labels", "classes"}}) of ``path``, every file bounded and checked."""
+    reader = _Reader(path, splits)
     if kind == "tarball":
-        raw = _scan_tar(path, splits=splits, stream=stream)
+        def progress(done: int, entries: int) -> None:
+            print(f"[cifar10] read {done / 2**20:.1f}/{path.stat().st_size / 2**20:.1f} MiB, {entries} entries",
+                  file=stream, flush=True)
+
+        for parts, blob in iter_tar(path, reader.limit, max_total=ARCHIVE_LIMIT, max_members=MAX_ENTRIES,
+                                    hint=_HINT, progress=progress if stream is not None else None):
+            reader.add(parts, blob)
     elif kind == "official-folder":
         folder = _official_dir(path)
-        raw = _Raw(kind, official={name: (folder / name).read_bytes() for name in OFFICIAL_FILES})
+        for name in OFFICIAL_FILES:
+            reader.add((name,), read_file(folder / name, reader.limit((name,)), name))
     else:
         root = _imagefolder_root(path)
-        raw = _Raw(kind)
         for split in splits:
-            raw.images[split] = [
-                (cls.name, f.name, f.read_bytes())
-                for cls in sorted(p for p in (root / split).iterdir() if p.is_dir())
-                for f in sorted(cls.iterdir())
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
-            ]
-    return raw
+            for cls in sorted(_real_dir(p) for p in (root / split).iterdir() if p.is_dir()):
+                for f in sorted(cls.iterdir()):
+                    parts = (split, cls.name, f.name)
+                    limit = reader.limit(parts)
+                    if limit is not None:
+                        reader.add(parts, read_file(f, limit, "a CIFAR-10 image"))
+    return reader.finish(kind)
 
 
-def _scan_tar(path: Path, splits: tuple[str, ...], stream=None) -> _Raw:
-    """One sequential pass over the tarball, keeping only the members ``splits`` need.
+class _Reader:
+    """Sorts a source's files into official batches or per-split images, decoding each as it arrives.
 
-    With ``splits=()`` it only classifies the tarball (image bytes are skipped).
+    Official batches are unpickled and checked on arrival and image headers
+    checked on arrival, so no more than one batch file, or one decoding chunk
+    of image files, is held undecoded.
     """
-    official: dict[str, bytes] = {}
-    images: dict[str, list[tuple[str, str, bytes]]] = {s: [] for s in SPLITS}
-    roots: set[tuple[str, ...]] = set()
-    n_images = 0
-    size = path.stat().st_size
-    last = start = time.perf_counter()
-    try:
-        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tf:
-            for member in tf:
-                if not member.isfile():
-                    continue
-                parts = PurePosixPath(member.name).parts
-                name = parts[-1]
-                if name.startswith("."):  # macOS AppleDouble files and the like
-                    continue
-                if name in OFFICIAL_FILES:
-                    if splits:
-                        official[name] = tf.extractfile(member).read()
-                    else:
-                        official[name] = b""
-                elif len(parts) >= 3 and parts[-3] in SPLITS and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES:
-                    roots.add(parts[:-3])
-                    n_images += 1
-                    if parts[-3] in splits:
-                        images[parts[-3]].append((parts[-2], name, tf.extractfile(member).read()))
-                now = time.perf_counter()
-                if stream is not None and now - last >= 5.0:
-                    last = now
-                    print(f"[cifar10] read {fh.tell() / 2**20:.1f}/{size / 2**20:.1f} MiB, "
-                          f"{n_images} images, {now - start:.0f}s", file=stream, flush=True)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise DataError(f"cannot read the tarball {path}: {err}. It may be truncated or corrupt; "
-                        f"re-download it or set {OFFLINE_KEY} to a good copy") from err
-    if official:
-        missing = [n for n in OFFICIAL_FILES if n not in official]
-        if missing:
-            raise DataError(f"{path} looks like the official CIFAR-10 tarball but lacks {missing}; "
-                            f"re-download it")
-        return _Raw("official-tarball", official=official)
-    if not n_images:
-        raise DataError(f"no CIFAR-10 data found in {path}; {_LAYOUTS}")
-    if len(roots) > 1:
-        shown = ", ".join("/".join(r) + "/" if r else "(top level)" for r in sorted(roots))
-        raise DataError(f"{path} holds several ImageFolder trees ({shown}); keep exactly one")
-    return _Raw("imagefolder-tar", images={s: images[s] for s in splits})
+
+    def __init__(self, path: Path, splits: tuple[str, ...]) -> None:
+        from attnlab.data.images import ImageDecoder
+
+        self.path, self.splits = path, splits
+        self.batches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.classes: list[str] | None = None
+        self.roots: set[tuple[str, ...]] = set()
+        self.n_images = {s: 0 for s in SPLITS}
+        self.images = ImageDecoder(str(path))
+
+    def limit(self, parts: tuple[str, ...]) -> int | None:
+        """The size limit of the file at ``parts`` if the layout uses it (None: skipped, unread)."""
+        name = parts[-1]
+        if name.startswith("."):  # macOS AppleDouble files and the like
+            return None
+        if name in OFFICIAL_FILES:
+            return META_LIMIT if name == "batches.meta" else BATCH_LIMIT
+        if len(parts) >= 3 and parts[-3] in SPLITS and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+            split = parts[-3]
+            self.roots.add(parts[:-3])
+            self.n_images[split] += 1
+            if self.n_images[split] > MAX_IMAGES[split]:
+                raise DataError(f"{self.path} holds more than {MAX_IMAGES[split]} {split} images, CIFAR-10's "
+                                f"{split} split size; it is not CIFAR-10")
+            return IMAGE_LIMIT if split in self.splits else None
+        return None
+
+    def add(self, parts: tuple[str, ...], blob: bytes) -> None:
+        name = parts[-1]
+        if name in OFFICIAL_FILES:
+            if name in self.batches or (name == "batches.meta" and self.classes is not None):
+                raise DataError(f"{self.path} holds {name} twice; keep one copy of the official batches")
+            if name == "batches.meta":
+                self.classes = _meta_classes(_unpickle(blob, name, self.path), self.path)
+            elif name in OFFICIAL_TRAIN and "train" in self.splits or name == "test_batch" and "test" in self.splits:
+                self.batches[name] = _batch_arrays(_unpickle(blob, name, self.path), name, self.path)
+            else:
+                self.batches[name] = (torch.empty(0), torch.empty(0))  # present; not asked for
+        else:
+            split, cls = parts[-3], parts[-2]
+            self.images.add((split, cls, name), f"{split}/{cls}/{name}", blob)
+
+    def finish(self, kind: str) -> tuple[str, dict]:
+        n_images = sum(self.n_images.values())
+        if self.batches or self.classes is not None:
+            if n_images:
+                raise DataError(f"{self.path} holds both the official batch files and ImageFolder images; keep "
+                                f"one of the two")
+            missing = [n for n in OFFICIAL_FILES if n not in self.batches and n != "batches.meta"]
+            missing += ["batches.meta"] if self.classes is None else []
+            if missing:
+                raise DataError(f"{self.path} looks like the official CIFAR-10 data but lacks {missing}; "
+                                f"re-download it")
+            kind = "official-tarball" if kind == "tarball" else kind
+            return kind, {s: self._official_split(s) for s in self.splits}
+        if not n_images:
+            raise DataError(f"no CIFAR-10 data found in {self.path}; {_LAYOUTS}")
+        if len(self.roots) > 1:
+            shown = ", ".join("/".join(r) + "/" if r else "(top level)" for r in sorted(self.roots))
+            raise DataError(f"{self.path} holds several ImageFolder trees ({shown}); keep exactly one")
+        kind = "imagefolder-tar" if kind == "tarball" else kind
+        return kind, self._imagefolder_splits()
+
+    def _official_split(self, split: str) -> dict:
+        names = OFFICIAL_TRAIN if split == "train" else ("test_batch",)
+        images = torch.cat([self.batches[n][0] for n in names])
+        labels = torch.cat([self.batches[n][1] for n in names])
+        if len(labels) > MAX_IMAGES[split]:
+            raise DataError(f"{self.path} holds {len(labels)} {split} images, more than CIFAR-10's "
+                            f"{MAX_IMAGES[split]}; it is not CIFAR-10")
+        return {"images": images.contiguous(), "labels": labels, "classes": self.classes}
+
+    def _imagefolder_splits(self) -> dict:
+        decoded = self.images.finish()
+        keys = {s: sorted(k for k in decoded if k[0] == s) for s in self.splits}  # (split, class, file name)
+        class_sets = {s: sorted({c for _, c, _ in keys[s]}) for s in self.splits}
+        classes = class_sets[self.splits[0]]
+        check_classes(classes, self.path)
+        for s in self.splits:
+            if not keys[s]:
+                raise DataError(f"{self.path}: no images under {s}/<class>/; {_LAYOUTS}")
+            if class_sets[s] != classes:
+                raise DataError(f"{self.path}: class folders differ between splits ({self.splits[0]}: {classes}, "
+                                f"{s}: {class_sets[s]}); every split needs the same class folders")
+        index = {c: i for i, c in enumerate(classes)}
+        return {s: {"images": torch.stack([decoded.pop(k) for k in keys[s]]),  # (N, 3, 32, 32) uint8
+                    "labels": torch.tensor([index[c] for _, c, _ in keys[s]], dtype=torch.int64),
+                    "classes": classes}
+                for s in self.splits}
+
+
+def _real_dir(folder: Path) -> Path:
+    """``folder``, refused if it is a symbolic link: tree_digest (so data.cifar10.sha256) does not follow those."""
+    if folder.is_symlink():
+        raise DataError(f"{folder} is a symbolic link to a folder; the sha256 of a folder source does not cover "
+                        f"what such links point to. Copy the folder there, or point {OFFLINE_KEY} at it")
+    return folder
 
 
 def _official_dir(path: Path) -> Path | None:
     for folder in (path, path / "cifar-10-batches-py"):
-        if (folder / "data_batch_1").is_file():
-            missing = [n for n in OFFICIAL_FILES if not (folder / n).is_file()]
+        if (folder / "data_batch_1").exists():
+            if folder != path:
+                _real_dir(folder)
+            missing = [n for n in OFFICIAL_FILES if not (folder / n).exists()]
             if missing:
                 raise DataError(f"{folder} looks like an extracted official CIFAR-10 folder but lacks {missing}")
             return folder
@@ -295,9 +424,9 @@ def _imagefolder_root(path: Path) -> Path | None:
     candidates = [path]
     subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if len(subdirs) == 1:
-        candidates.append(subdirs[0])
+        candidates.append(_real_dir(subdirs[0]))
     for root in candidates:
-        present = [s for s in SPLITS if (root / s).is_dir()]
+        present = [s for s in SPLITS if (root / s).is_dir() and _real_dir(root / s)]
         if len(present) == len(SPLITS):
             return root
         if present:
@@ -307,22 +436,7 @@ def _imagefolder_root(path: Path) -> Path | None:
     return None
 
 
-# --------------------------------------------------------------------------- decoding
-
-
-def _decode(raw: _Raw, path: Path, splits: tuple[str, ...], stream=None) -> dict:
-    if raw.official:
-        return _decode_official(raw.official, path, splits)
-    return _decode_imagefolder(raw.images, path, splits, stream)
-
-
-def check_classes(classes, path: Path) -> None:
-    """Refuse a class set other than CIFAR-10's ten names (a 9- or 11-class tree is not CIFAR-10)."""
-    missing = [c for c in CLASSES if c not in classes]
-    extra = sorted(set(classes) - set(CLASSES))
-    if missing or extra or len(classes) != len(CLASSES):
-        raise DataError(f"{path} does not have CIFAR-10's ten classes: missing {missing}, extra {extra}; "
-                        f"the classes must be exactly {', '.join(CLASSES)}")
+# --------------------------------------------------------------------------- official batches
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -364,117 +478,37 @@ def _unpickle(blob: bytes, name: str, path: Path) -> dict:
     return out
 
 
-def _decode_official(files: dict[str, bytes], path: Path, splits: tuple[str, ...]) -> dict:
-    meta = _unpickle(files["batches.meta"], "batches.meta", path)
-    if b"label_names" not in meta:
-        raise DataError(f"batches.meta in {path} has no b'label_names' key; not the official CIFAR-10 format")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
-    check_classes(classes, path)
-    out = {}
-    for split in splits:
-        names = OFFICIAL_TRAIN if split == "train" else ("test_batch",)
-        images, labels = [], []
-        for name in names:
-            batch = _unpickle(files[name], name, path)
-            if b"data" not in batch or b"labels" not in batch:
-                raise DataError(f"{name} in {path} lacks b'data' or b'labels'; not the official CIFAR-10 format")
-            data = torch.as_tensor(batch[b"data"], dtype=torch.uint8)
-            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != len(batch[b"labels"]):
-                raise DataError(f"{name} in {path}: data has shape {tuple(data.shape)} for "
-                                f"{len(batch[b'labels'])} labels; expected (N, 3072)")
-            images.append(data.reshape(-1, 3, 32, 32))  # rows are R plane, G plane, B plane, row-major
-            labels.append(torch.as_tensor(batch[b"labels"], dtype=torch.int64))
-        label_t = torch.cat(labels)
-        if len(label_t) and (label_t.min() < 0 or label_t.max() >= len(classes)):
-            raise DataError(f"{path}: labels outside 0..{len(classes) - 1} in the {split} split")
-        out[split] = {"images": torch.cat(images).contiguous(), "labels": label_t, "classes": classes}
-    return out
-
-
-def _decode_imagefolder(images: dict, path: Path, splits: tuple[str, ...], stream) -> dict:
-    class_sets = {s: sorted({c for c, _, _ in images[s]}) for s in splits}
-    classes = class_sets[splits[0]]
-    check_classes(classes, path)
-    for s in splits:
-        if not images[s]:
-            raise DataError(f"{path}: no images under {s}/<class>/; {_LAYOUTS}")
-        if class_sets[s] != classes:
-            raise DataError(f"{path}: class folders differ between splits ({splits[0]}: {classes}, {s}: "
-                            f"{class_sets[s]}); every split needs the same class folders")
-    index = {c: i for i, c in enumerate(classes)}
-    out = {}
-    for split in splits:
-        members = sorted(images[split], key=lambda m: (m[0], m[1]))
-        decoded = _decode_files(members, split, path, stream)
-        for img, (cls, name, _) in zip(decoded, members):
-            if tuple(img.shape) != (3, 32, 32):
-                raise DataError(f"{path}: {split}/{cls}/{name} is {img.shape[2]}x{img.shape[1]}; CIFAR-10 images "
-                                f"must be 32x32")
-        out[split] = {
-            "images": torch.stack(decoded),  # (N, 3, 32, 32) uint8
-            "labels": torch.tensor([index[c] for c, _, _ in members], dtype=torch.int64),
-            "classes": classes,
-        }
-    return out
-
-
-def _decode_files(members: list[tuple[str, str, bytes]], split: str, path: Path, stream,
-                  chunk: int = 4096) -> list[torch.Tensor]:
-    """Decode image bytes to (3, H, W) uint8 RGB tensors, in order.
-
-    JPEGs go in batches through torchvision's libjpeg-turbo decoder (several
-    times faster than PIL here: 52,000 images in ~2.5 s); other formats, and
-    JPEGs when that decoder is unavailable, go through PIL.
-    """
-    batch_jpeg = _batched_jpeg_decoder()
-    decoded: list[torch.Tensor | None] = [None] * len(members)
-    jpeg = [i for i, (_, _, b) in enumerate(members) if b[:2] == b"\xff\xd8"] if batch_jpeg else []
-    start = last = time.perf_counter()
-    for lo in range(0, len(jpeg), chunk):
-        idx = jpeg[lo:lo + chunk]
-        try:
-            batch = batch_jpeg([members[i][2] for i in idx])
-        except RuntimeError:
-            continue  # left as None: PIL below decodes them one by one and names a bad file
-        for i, img in zip(idx, batch):
-            decoded[i] = img
-        now = time.perf_counter()
-        if stream is not None and now - last >= 5.0:
-            last = now
-            print(f"[cifar10] decoded {lo + len(idx)}/{len(jpeg)} {split} JPEGs, {now - start:.0f}s",
-                  file=stream, flush=True)
-    for i, img in enumerate(decoded):
-        if img is None:
-            decoded[i] = _pil_decode(members[i], split, path)
-    return decoded  # type: ignore[return-value]
-
-
-def _batched_jpeg_decoder():
+def _meta_classes(meta: dict, path: Path) -> list[str]:
+    names = meta.get(b"label_names")
+    if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"batches.meta in {path} has no b'label_names' list of names; not the official CIFAR-10 "
+                        f"format")
     try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except ImportError:
-        return None
-
-    def decode(blobs: list[bytes]) -> list[torch.Tensor]:
-        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-        with warnings.catch_warnings():
-            # torchvision >= 0.29 deprecates its image codecs in favour of torchcodec;
-            # they still work, and PIL is the fallback once they are gone.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_jpeg(data, mode=ImageReadMode.RGB)
-
-    return decode
+        classes = [n.decode() if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as err:
+        raise DataError(f"batches.meta in {path}: a label name is not UTF-8 ({err})") from err
+    check_classes(classes, path)
+    return classes
 
 
-def _pil_decode(member: tuple[str, str, bytes], split: str, path: Path) -> torch.Tensor:
+def _batch_arrays(batch: dict, name: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 (N,3,32,32), labels int64 (N,)) of one official batch, its types and values checked."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
-    cls, name, blob = member
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            array = np.asarray(im.convert("RGB"))  # (H, W, 3)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot decode {split}/{cls}/{name} ({err}); the image file is corrupt "
-                        f"or not an image") from err
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())  # (3, H, W)
+    if b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{name} in {path} lacks b'data' or b'labels'; not the official CIFAR-10 format")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        what = f"a {data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{name} in {path}: data is {what}; the official format is a uint8 array (N, 3072)")
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist() if labels.ndim == 1 and labels.dtype.kind in "iu" else None
+    if not isinstance(labels, list) or not all(type(v) is int for v in labels):
+        raise DataError(f"{name} in {path}: labels are not a list of integers; not the official CIFAR-10 format")
+    if len(labels) != len(data):
+        raise DataError(f"{name} in {path}: {len(data)} images but {len(labels)} labels")
+    if labels and (min(labels) < 0 or max(labels) >= len(CLASSES)):
+        raise DataError(f"{name} in {path}: labels outside 0..{len(CLASSES) - 1} (min {min(labels)}, "
+                        f"max {max(labels)})")
+    images = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, 3, 32, 32)  # R, G, B planes, row-major
+    return images, torch.tensor(labels, dtype=torch.int64)

@@ -13,12 +13,15 @@ OFFLINE_KEY = "data.shakespeare.path"
 
 
 def download_shakespeare(url: str = SHAKESPEARE_URL, out: str | os.PathLike = "input.txt",
-                         sha256: str | None = SHAKESPEARE_SHA256, **kwargs) -> dict:
-    """Download tiny-shakespeare with sha256 verification (see ``attnlab.data.download``)."""
-    from attnlab.data.download import download
+                         sha256: str | None = SHAKESPEARE_SHA256, max_mb: float | None = None,
+                         deadline_s: float | None = None, **kwargs) -> dict:
+    """Download tiny-shakespeare with sha256 verification (see ``attnlab.data.download``).
 
-    return download(url, out, sha256, "sha256", offline_key=OFFLINE_KEY,
-                    checksum_key="data.shakespeare.sha256", **kwargs)
+    ``max_mb`` / ``deadline_s`` default to ``data.shakespeare.download_max_mb`` / ``download_deadline_s``.
+    """
+    from attnlab.data.download import download_limited
+
+    return download_limited(url, out, sha256, "sha256", "data.shakespeare", max_mb, deadline_s, **kwargs)
 
 
 def verify_text(path: str | os.PathLike, sha256: str | None) -> dict:
@@ -29,7 +32,8 @@ def verify_text(path: str | os.PathLike, sha256: str | None) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"tiny-shakespeare text {path} does not exist; set {OFFLINE_KEY} to a copy of input.txt "
+        why = "is not a regular file" if path.exists() else "does not exist"
+        raise DataError(f"tiny-shakespeare text {path} {why}; set {OFFLINE_KEY} to a copy of input.txt "
                         f"or leave it unset to download it")
     value = file_digest(path, "sha256")
     if sha256 is not None and value != sha256.lower():
@@ -67,9 +71,3 @@ def train_val_split(dialogues: list[str], val_fraction: float, seed: int) -> tup
     val = [d for i, d in enumerate(dialogues) if i in val_idx]
     return train, val
 
-
-def read_text(path: str | os.PathLike) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text ({err}); tiny-shakespeare is plain UTF-8/ASCII") from err

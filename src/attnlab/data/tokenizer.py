@@ -16,7 +16,6 @@ nltk, ``tokenize`` falls back to a regex approximation and warns once.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -24,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from attnlab.data import DataError
+from attnlab.data.text import read_json
 from attnlab.io import write_json
 
 FORMAT = "attnlab-word-tokenizer"
@@ -160,19 +161,51 @@ class MyTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MyTokenizer":
+        """The tokenizer saved at ``path``; a file that is not one is a :class:`VocabularyError` naming the fault."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not path.exists():
             raise FileNotFoundError(f"vocabulary {path} does not exist; run the build_vocab stage "
-                                    f"(python -m attnlab.data build-vocab ...)") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); rebuild it with build-vocab") from err
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a MyTokenizer vocabulary (format {FORMAT!r} expected)")
-        sp = data["special_tokens"]
-        itos = data["itos"]
-        if itos[:3] != [sp["start"], sp["pad"], sp["unk"]]:
-            raise ValueError(f"{path}: the first three tokens must be the special tokens {sp}")
-        meta = {k: data[k] for k in ("min_freq", "max_size") if k in data}
-        return cls(itos[3:], sp["start"], sp["pad"], sp["unk"], meta=meta)
+                                    f"(python -m attnlab.data build-vocab ...)")
+        try:
+            data = read_json(path, "a vocab.json written by `python -m attnlab.data build-vocab`")
+        except DataError as err:
+            raise VocabularyError(str(err)) from err
+        return cls(*_checked_fields(data, path))
+
+
+class VocabularyError(DataError, ValueError):
+    """A vocab.json that is not a saved MyTokenizer (also a ValueError, what it was before)."""
+
+
+def _checked_fields(data: dict, path: Path) -> tuple:
+    """(tokens, start, pad, unk, meta) of a loaded vocab.json, every field checked."""
+    def bad(what: str) -> VocabularyError:
+        return VocabularyError(f"{path} is not a MyTokenizer vocabulary: {what}; rebuild it with "
+                               f"`python -m attnlab.data build-vocab`")
+
+    if data.get("format") != FORMAT:
+        raise bad(f"its format is {data.get('format')!r}, not {FORMAT!r}")
+    missing = [k for k in ("special_tokens", "itos") if k not in data]
+    if missing:
+        raise bad(f"it lacks {missing}")
+    sp, itos = data["special_tokens"], data["itos"]
+    if not isinstance(sp, dict) or sorted(sp) != ["pad", "start", "unk"] or not all(
+            isinstance(v, str) for v in sp.values()):
+        raise bad(f"special_tokens must map exactly start, pad and unk to strings, got {sp!r:.120}")
+    if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+        raise bad("itos must be a list of strings")
+    specials = [sp["start"], sp["pad"], sp["unk"]]
+    if itos[:3] != specials:
+        raise bad(f"the first three tokens must be the special tokens {specials}, got {itos[:3]}")
+    seen: set[str] = set()
+    for i, t in enumerate(itos):
+        if t in seen:
+            raise bad(f"the token {t!r} appears twice (again at id {i})")
+        seen.add(t)
+    ids = data.get("special_ids", {"start": 0, "pad": 1, "unk": 2})
+    if ids != {"start": 0, "pad": 1, "unk": 2}:
+        raise bad(f"special_ids must be start 0, pad 1, unk 2, got {ids!r:.120}")
+    if "vocab_size" in data and data["vocab_size"] != len(itos):
+        raise bad(f"vocab_size says {data['vocab_size']!r} but itos holds {len(itos)} tokens")
+    meta = {k: data[k] for k in ("min_freq", "max_size") if k in data}
+    return itos[3:], sp["start"], sp["pad"], sp["unk"], meta

@@ -18,7 +18,8 @@ from typing import Mapping, Sequence
 
 from attnlab.config import check, resolve
 from attnlab.data import DEFAULT_CONFIG, DataError
-from attnlab.data.shakespeare import read_text, split_dialogues, train_val_split, verify_text
+from attnlab.data.shakespeare import split_dialogues, train_val_split, verify_text
+from attnlab.data.text import read_text
 from attnlab.data.tokenizer import MyTokenizer, word_tokenize
 from attnlab.io import atomic_path, torch_save, write_json, write_text
 
@@ -62,7 +63,7 @@ def build_vocab(text: str | os.PathLike, sha256: str | None, config: Mapping | N
     cfg = resolve_vocab_config(config)
     out_dir = Path(out_dir)
     source = verify_text(text, sha256)
-    dialogues = split_dialogues(read_text(text))
+    dialogues = split_dialogues(read_text(text, "tiny-shakespeare text (UTF-8)"))
     if len(dialogues) < 2:
         raise DataError(f"{text} holds {len(dialogues)} dialogue(s); expected blank-line separated blocks "
                         f"(tiny-shakespeare format)")

@@ -20,7 +20,8 @@ REBUILD = "rebuild it with `python -m attnlab.data build-vocab`"
 
 
 def load_data(data_path: str | Path) -> dict:
-    """dialogues.pt, checked: integer id sequences (1-D tensors) within the vocabulary, for both splits."""
+    """dialogues.pt, checked: for both splits, non-empty integer id sequences (1-D tensors) within the
+    vocabulary, each beginning with the start id; integer special ids and counts."""
     import torch
 
     data_path = Path(data_path)
@@ -34,20 +35,31 @@ def load_data(data_path: str | Path) -> dict:
                if k not in data]
     if missing:
         raise DataError(f"{data_path} lacks {missing}; {REBUILD}")
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
     size = data["vocab_size"]
     ids = [data[k] for k in ("start_id", "pad_id", "unk_id")]
-    if not isinstance(size, int) or not all(isinstance(i, int) and 0 <= i < size for i in ids):
-        raise DataError(f"{data_path}: start/pad/unk ids {ids} must be integers below its vocab_size {size!r}; "
+    if not integer(size) or size < 3 or not all(integer(i) and 0 <= i < size for i in ids):
+        raise DataError(f"{data_path}: start/pad/unk ids {ids!r:.80} must be integers below its vocab_size "
+                        f"{size!r:.20} (at least 3); {REBUILD}")
+    if not integer(data["val_chars"]) or data["val_chars"] < 1:
+        raise DataError(f"{data_path}: val_chars must be a positive integer, got {data['val_chars']!r:.40}; "
                         f"{REBUILD}")
     for split in ("train", "val"):
         seqs = data[split]
-        if not isinstance(seqs, list) or not all(isinstance(s, torch.Tensor) and s.dim() == 1
-                                                 and not s.dtype.is_floating_point for s in seqs):
-            raise DataError(f"{data_path}: '{split}' must be a list of 1-D integer id tensors; {REBUILD}")
-        flat = torch.cat(seqs) if seqs else torch.zeros(0, dtype=torch.long)
-        if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= size):
+        if not isinstance(seqs, list) or not seqs or not all(
+                isinstance(s, torch.Tensor) and s.dim() == 1 and len(s) > 0 and not s.dtype.is_floating_point
+                and not s.dtype.is_complex and s.dtype != torch.bool for s in seqs):
+            raise DataError(f"{data_path}: '{split}' must be a non-empty list of non-empty 1-D integer id "
+                            f"tensors; {REBUILD}")
+        flat = torch.cat(seqs)
+        if int(flat.min()) < 0 or int(flat.max()) >= size:
             raise DataError(f"{data_path}: '{split}' holds ids {int(flat.min())}..{int(flat.max())}, outside "
                             f"its vocabulary 0..{size - 1}; {REBUILD}")
+        if any(int(s[0]) != data["start_id"] for s in seqs):
+            raise DataError(f"{data_path}: a '{split}' dialogue does not begin with the start id "
+                            f"{data['start_id']}; {REBUILD}")
     return data
 
 

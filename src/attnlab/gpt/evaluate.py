@@ -53,7 +53,8 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     module doc); without it only the model is scored.
     """
     from attnlab.data import DataError
-    from attnlab.data.shakespeare import read_text, split_dialogues
+    from attnlab.data.shakespeare import split_dialogues
+    from attnlab.data.text import read_text
     from attnlab.gpt import mixture, ngram
 
     text_path = Path(text_path)
@@ -67,7 +68,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
     tok = load_tokenizer(vocab_path, model.vocab_size, trained_vocab_digest(ckpt), f"{checkpoint}")
-    dialogues = split_dialogues(read_text(text_path))
+    dialogues = split_dialogues(read_text(text_path, "text in tiny-shakespeare format (UTF-8)"))
     if not dialogues:
         raise DataError(f"{text_path} holds no dialogue (blocks separated by blank lines)")
     words = [tok.tokenize(d) for d in dialogues]

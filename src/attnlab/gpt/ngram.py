@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from attnlab.config import defaults
+from attnlab.data import DataError
 from attnlab.errors import cli_main
 
 DISCOUNT_MODES = ("modified", "single")
@@ -130,10 +131,6 @@ class KneserNey:
             p = (a - d) / st[0] + st[1] * p
         return p
 
-    def distribution(self, context: Sequence[int]) -> list[float]:
-        """p(w | context) for every id w (what the sums-to-one test checks)."""
-        return [self.prob(w, context) for w in range(self.vocab_size)]
-
     def target_nll(self, ids: Sequence[int]) -> list[float]:
         """-ln p of each target ``ids[1:]`` of one sequence, in order (nats)."""
         return [-math.log(self._prob(g[-1], g[:-1])) for g in self._ngrams(ids)]
@@ -187,36 +184,43 @@ class CharSpeller:
         return self.model.score([self.encode(word)])["total_nll"]
 
 
-def training_words(source: str | Path, vocab_report: dict) -> list[str]:
+def training_words(source: str | Path, vocab_report: dict, report_path: str | Path = "vocab_report.json"
+                   ) -> list[str]:
     """Word tokens of the training split, re-split from the source text as build_vocab did.
 
     dialogues.pt keeps only ids (rare words are ``<unk>`` there), so the
     spelling model reads the text; the split's size in characters is checked
     against the report so a different source or split is refused.
     """
-    from attnlab.data.shakespeare import read_text, split_dialogues, train_val_split
+    from attnlab.data.shakespeare import split_dialogues, train_val_split
+    from attnlab.data.text import read_text
     from attnlab.data.tokenizer import word_tokenize
 
-    for key in ("val_fraction", "seed", "train_chars"):
-        if key not in vocab_report:
-            raise ValueError(f"vocab_report.json lacks {key!r}; rebuild it with `python -m attnlab.data build-vocab`")
-    train, _ = train_val_split(split_dialogues(read_text(source)), vocab_report["val_fraction"],
-                               vocab_report["seed"])
+    checks = {"val_fraction": ("a number in [0, 1)", lambda v: isinstance(v, (int, float)) and 0 <= v < 1),
+              "seed": ("an integer", lambda v: isinstance(v, int)),
+              "train_chars": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0)}
+    for key, (want, ok) in checks.items():
+        value = vocab_report.get(key)
+        if isinstance(value, bool) or not ok(value):
+            raise DataError(f"{report_path}: {key!r} must be {want}, got {value!r:.80}; rebuild it with "
+                            f"`python -m attnlab.data build-vocab`")
+    train, _ = train_val_split(split_dialogues(read_text(source, "the tiny-shakespeare text build_vocab read")),
+                               vocab_report["val_fraction"], vocab_report["seed"])
     n_chars = sum(map(len, train))
     if n_chars != vocab_report["train_chars"]:
-        raise ValueError(f"{source} split with val_fraction {vocab_report['val_fraction']}, seed "
-                         f"{vocab_report['seed']} gives {n_chars} training characters, but build_vocab saw "
-                         f"{vocab_report['train_chars']}: it is not the text the vocabulary was built from")
+        raise DataError(f"{source} split with val_fraction {vocab_report['val_fraction']}, seed "
+                        f"{vocab_report['seed']} gives {n_chars} training characters, but build_vocab saw "
+                        f"{vocab_report['train_chars']}: it is not the text the vocabulary was built from")
     return [t for d in train for t in word_tokenize(d)]
 
 
 def fit_speller(source: str | Path, vocab_report_path: str | Path, char_order: int,
                 discount: str = "modified") -> CharSpeller:
     """The spelling model of the open-vocabulary figure: fit on the training split's distinct words."""
-    import json
+    from attnlab.data.text import read_json
 
-    report = json.loads(Path(vocab_report_path).read_text(encoding="utf-8"))
-    return CharSpeller(sorted(set(training_words(source, report))), char_order, discount)
+    report = read_json(vocab_report_path, "a vocab_report.json written by `python -m attnlab.data build-vocab`")
+    return CharSpeller(sorted(set(training_words(source, report, vocab_report_path))), char_order, discount)
 
 
 def spelling_nll(words: Iterable[str], tok, speller: CharSpeller) -> tuple[float, int]:
@@ -244,27 +248,38 @@ def resolve_config(user: Optional[dict]) -> dict:
     return cfgmod.resolve(defaults("gpt")["baseline"], user, "gpt.baseline")  # the schema checks the values
 
 
+def checked_dialogues(data_path: str | Path) -> dict:
+    """dialogues.pt, checked by :func:`attnlab.gpt.data.load_data`; its splits as lists of int lists."""
+    from attnlab.gpt.data import load_data
+
+    data = load_data(data_path)
+    return {**{k: data[k] for k in ("vocab_size", "start_id", "unk_id", "val_chars")},
+            "vocab_digest": data.get("vocab_digest"),
+            "train": [s.tolist() for s in data["train"]], "val": [s.tolist() for s in data["val"]]}
+
+
 def run(data_path: str | Path, vocab_report_path: str | Path, source: str | Path, val_text: str | Path,
         vocab_path: str | Path, cfg: Optional[dict] = None, log=None) -> dict:
     """ngram.json's content: every order on the validation split, and the order chosen by it."""
     from attnlab.data.shakespeare import split_dialogues
-    from attnlab.data.tokenizer import MyTokenizer, word_tokenize
-    from attnlab.gpt.data import load_data
+    from attnlab.data.text import read_text
+    from attnlab.data.tokenizer import word_tokenize
+    from attnlab.gpt.data import load_tokenizer
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg = resolve_config(cfg)
-    data = load_data(data_path)
-    tok = MyTokenizer.load(vocab_path)
+    data = checked_dialogues(data_path)
+    tok = load_tokenizer(vocab_path, data["vocab_size"], data["vocab_digest"], f"{data_path}")
     t0 = time.perf_counter()
     speller = fit_speller(source, vocab_report_path, cfg["char_order"], cfg["discount"])
-    val_words = [t for d in split_dialogues(Path(val_text).read_text(encoding="utf-8")) for t in word_tokenize(d)]
+    val_text_content = read_text(val_text, "the val.txt written by build_vocab")
+    val_words = [t for d in split_dialogues(val_text_content) for t in word_tokenize(d)]
     spell, n_spelled = spelling_nll(val_words, tok, speller)
-    train_ids = [[int(t) for t in s] for s in data["train"]]
-    val_ids = [[int(t) for t in s] for s in data["val"]]
+    train_ids, val_ids = data["train"], data["val"]
     n_unk = sum(s[1:].count(data["unk_id"]) for s in val_ids)
     if n_unk != n_spelled:
-        raise ValueError(f"{val_text} has {n_spelled} out-of-vocabulary words but dialogues.pt's validation "
-                         f"split has {n_unk} <unk> targets: they are not the same text")
+        raise DataError(f"{val_text} has {n_spelled} out-of-vocabulary words but dialogues.pt's validation "
+                        f"split has {n_unk} <unk> targets: they are not the same text")
     orders = {}
     for n in cfg["orders"]:
         t = time.perf_counter()

@@ -37,6 +37,7 @@ from attnlab import training
 from attnlab.checkpoint import load_pt
 from attnlab.config import defaults, digest, load_config_file, resolve
 from attnlab.data import DataError
+from attnlab.data.cifar10 import check_prepared
 from attnlab.errors import cli_main
 from attnlab.runtime import Progress, autocast, make_adamw, seed_everything, weight_decay_groups
 from attnlab.vit.augment import make_policy, mix_batch, normalize, policy_batch, random_crop_flip
@@ -63,37 +64,20 @@ def load_prepared(data_dir: str | Path) -> tuple[dict, dict]:
     """The data stage's train.pt / test.pt, checked to be CIFAR-shaped; test serves as validation."""
     data_dir = Path(data_dir)
     out = []
-    for split in ("train", "test"):
-        path = data_dir / f"{split}.pt"
+    for name in ("train", "test"):
+        path = data_dir / f"{name}.pt"
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} not found: --data must be a folder prepared by "
                 f"`python -m attnlab.data prepare-cifar10` (with train.pt and test.pt)")
-        out.append(_checked_split(load_pt(path, f"a prepared CIFAR-10 split written by "
-                                                f"`python -m attnlab.data prepare-cifar10`"), path))
+        split = load_pt(path, "a prepared CIFAR-10 split written by `python -m attnlab.data prepare-cifar10`")
+        check_prepared(split, path)  # CIFAR-shaped, labels within the classes
+        out.append(split)
     train_set, test_set = out
     if list(test_set["classes"]) != list(train_set["classes"]) \
             or test_set["images"].shape[1:] != train_set["images"].shape[1:]:
         raise DataError(f"{data_dir}: train.pt and test.pt differ in their classes or image shape; {PREPARE}")
     return train_set, test_set
-
-
-def _checked_split(d: object, path: Path) -> dict:
-    """``d`` if it is {'images': uint8 (N, C, H, W), 'labels': integers in 0..K-1 (N,), 'classes': K names}."""
-    images = d.get("images") if isinstance(d, dict) else None
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or not len(images):
-        raise DataError(f"{path} must hold {{'images': uint8 (N, 3, H, W), 'labels', 'classes'}}; {PREPARE}")
-    labels, classes = d.get("labels"), d.get("classes")
-    if not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise DataError(f"{path}: 'classes' must be a list of class names; {PREPARE}")
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype.is_floating_point \
-            or labels.dtype.is_complex or labels.dtype == torch.bool or len(labels) != len(images):
-        raise DataError(f"{path}: 'labels' must be one integer per image ({len(images)} images); {PREPARE}")
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= len(classes):
-        raise DataError(f"{path}: labels run from {low} to {high}, outside 0..{len(classes) - 1} "
-                        f"(one per class of {len(classes)}); {PREPARE}")
-    return d
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
