@@ -185,6 +185,12 @@ def test_gpt_page_shows_a_clicked_tokens_attention_over_earlier_tokens_only(tiny
     assert {(q, k) for q, k, _ in lines} == {(q, k) for q in range(T) for k in range(q + 1)}
     before = page.pixels("#matrix")
 
+    # hovering shows one token's lines, leaving it shows them all again
+    page.page.hover('#queries text[data-i="2"]')
+    assert {(qq, k) for qq, k, _ in page.js("explorer.lines()")} == {(2, 0), (2, 1), (2, 2)}
+    page.page.mouse.move(1, 1)
+    assert len(page.js("explorer.lines()")) == T * (T + 1) // 2
+
     q = min(5, T - 1)
     page.page.locator(f'#queries text[data-i="{q}"]').click()
     lines = page.js("explorer.lines()")
@@ -218,3 +224,15 @@ def test_screenshots_of_every_view_are_kept_in_the_runs_results(tiny_run, browse
         assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in pngs.values())
         assert len(set(pngs.values())) == len(views)  # each view looks different
         print(f"\n[explore] screenshots of {page.relative_to(res)}: {folder}")
+
+
+def test_a_page_that_asks_the_network_stops_the_screenshots_and_leaves_none(tiny_run, browser, tmp_path):
+    page = tmp_path / "attention.html"
+    text = (tiny_run.workdir / "results" / "vit" / "main" / "attention.html").read_text()
+    page.write_text(text.replace("<body>", '<body><img src="https://example.invalid/tracker.png">', 1))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ATTNLAB_CHROMIUM": _chromium()}
+    proc = subprocess.run([sys.executable, "-m", "attnlab.explore", "views", "--page", str(page)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+    assert "example.invalid" in proc.stderr  # refused by the page's own policy, and named
+    assert not (tmp_path / "attention_views").exists()

@@ -113,14 +113,17 @@ def screenshots(html: str | Path, out_dir: str | Path | None = None, chromium: s
     if not html.is_file():
         raise FileNotFoundError(f"page {html} does not exist; build it with python -m attnlab.explore vit|gpt")
     out_dir = Path(out_dir) if out_dir else html.parent / "attention_views"
-    written = []
+    shots = {}
     with offline_page(html, chromium) as page:
         family = page.evaluate("DATA.family")
         for name in (_vit_views if family == "vit" else _gpt_views)(page):
-            path = out_dir / f"{name}.png"
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(page.screenshot(full_page=True))
-            written.append(path)
+            shots[name] = page.screenshot(full_page=True)
+    # written only once the page has behaved all the way through
+    written = []
+    for name, png in shots.items():
+        with atomic_path(out_dir / f"{name}.png") as tmp:
+            tmp.write_bytes(png)
+        written.append(out_dir / f"{name}.png")
     return written
 
 
