@@ -3,17 +3,13 @@
 # Each page reruns only when its checkpoint, its data or the page's own code change: the Python it
 # runs (params.code) and the JavaScript, CSS and HTML it inlines (params.assets, by content).
 
-EXPLORE_ASSETS = SRC / "attnlab" / "explore" / "assets"
+import hashlib
 
-
-def explore_assets_digest():
-    """A ``params`` value: the digest of the files the pages inline, by name and content."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for path in sorted(p for p in EXPLORE_ASSETS.iterdir() if p.is_file()):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+# The digest of the files the pages inline, by name and content (a ``params`` value of both rules).
+EXPLORE_ASSETS = sorted(p for p in SRC.joinpath("attnlab", "explore", "assets").iterdir() if p.is_file())
+EXPLORE_ASSETS_DIGEST = hashlib.sha256(
+    b"".join(b"%s\0%s\0" % (p.name.encode(), p.read_bytes()) for p in EXPLORE_ASSETS)
+).hexdigest()[:16]
 
 
 rule explore_vit:
@@ -31,7 +27,7 @@ rule explore_vit:
     params:
         n_images=lambda wc: run_section("vit", wc.run, ["heatmaps"])["heatmaps"]["n_images"],
         code=code("attnlab.explore.vit"),
-        assets=explore_assets_digest(),
+        assets=EXPLORE_ASSETS_DIGEST,
     log:
         "results/logs/explore_vit/{run}.log",
     benchmark:
@@ -62,7 +58,7 @@ rule explore_gpt:
         ),
     params:
         code=code("attnlab.explore.gpt"),
-        assets=explore_assets_digest(),
+        assets=EXPLORE_ASSETS_DIGEST,
     log:
         "results/logs/explore_gpt/{run}.log",
     benchmark:
