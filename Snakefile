@@ -50,6 +50,7 @@ include: "workflow/rules/checks.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/vit.smk"
 include: "workflow/rules/gpt.smk"
+include: "workflow/rules/explore.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -22,8 +22,8 @@ from conftest import ROOT, planned_runs
 
 pytestmark = pytest.mark.slow
 
-VIT_RULES = {"train_vit", "evaluate_vit", "vit_heatmaps"}
-GPT_RULES = {"train_gpt", "evaluate_gpt", "generate_gpt"}
+VIT_RULES = {"train_vit", "evaluate_vit", "vit_heatmaps", "explore_vit"}
+GPT_RULES = {"train_gpt", "evaluate_gpt", "generate_gpt", "explore_gpt"}
 DATA_RULES = {"download_cifar10", "download_shakespeare", "prepare_cifar10", "build_vocab"}
 
 

@@ -38,11 +38,13 @@ VIT_RUN_OUTPUTS = [
     "checkpoint.pt", "metrics.csv", "curves.png", "train_summary.json",
     "eval.json", "confusion.png",
     "heatmaps.png", "rollout.png", "heatmap_stats.json",
+    "attention.html",
 ]
 GPT_RUN_OUTPUTS = [
     "checkpoint.pt", "metrics.csv", "samples.jsonl", "curves.png", "train_summary.json",
     "eval.json",
     "generation.txt", "generation.json",
+    "attention.html",
 ]
 
 
