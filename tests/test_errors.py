@@ -144,6 +144,14 @@ STAGES = {
                   lambda t: ["--data", str(t / "d.pt"), "--vocab", str(t / "v.json"), "--config", str(_tagged(t)),
                              "--out-dir", str(t / "o")],
                   "the YAML tag"),
+    "explore.vit": ("attnlab.explore.vit",
+                    lambda t: ["--checkpoint", str(t / "missing.pt"), "--data", str(t), "--out", str(t / "a.html")],
+                    "missing.pt does not exist"),
+    "explore.gpt": ("attnlab.explore.gpt",
+                    lambda t: ["--checkpoint", str(t / "missing.pt"), "--vocab", str(t / "v.json"), "--dialogues",
+                               str(t / "d.pt"), "--generation", str(t / "g.json"), "--out", str(t / "a.html")],
+                    "missing.pt does not exist"),
+    "explore.views": ("attnlab.explore.views", lambda t: ["--page", str(t / "none.html")], "none.html does not exist"),
     "bench": ("attnlab.bench.__main__", lambda t: ["vit", "--device", "cuda:99"], "device 'cuda:99' was asked for"),
 }
 

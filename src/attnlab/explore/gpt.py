@@ -23,23 +23,27 @@ from pathlib import Path
 import torch
 
 from attnlab.explore.pack import pack_rows, render_page
-from attnlab.gpt.data import load_data, load_tokenizer
+from attnlab.data import DataError
+from attnlab.data.text import read_json
+from attnlab.errors import cli_main
+from attnlab.gpt.data import load_data, load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import load_checkpoint
-from attnlab.io import read_json, write_text
+from attnlab.io import write_text
 from attnlab.runtime import pick_device
 
 
 def greedy_samples(path: str | Path, vocab_size: int) -> list[tuple[str, list[int]]]:
-    """(label, ids) of generation.json's greedy samples; a file not in that shape is a ValueError."""
+    """(label, ids) of generation.json's greedy samples; a file not in that shape is a DataError."""
+    what = "a generation.json written by attnlab.gpt.generate"
     try:
-        samples = read_json(path)["samples"]
+        samples = read_json(path, what)["samples"]
         out = [(f"greedy sample: {s['prompt']}", [int(i) for i in s["ids"]]) for s in samples]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a generation.json written by attnlab.gpt.generate ({exc})") from None
+        raise DataError(f"{path} is not {what} ({exc})") from None
     for label, ids in out:
         if not ids or any(not 0 <= i < vocab_size for i in ids):
-            raise ValueError(f"{path}: {label!r} holds ids outside the vocabulary (0..{vocab_size - 1}); "
-                             "was it generated with this checkpoint?")
+            raise DataError(f"{path}: {label!r} holds ids outside the vocabulary (0..{vocab_size - 1}); "
+                            "was it generated with this checkpoint?")
     return out
 
 
@@ -50,7 +54,7 @@ def page_data(checkpoint: str | Path, vocab: str | Path, dialogues: str | Path, 
     dev = pick_device(device)
     model, ckpt = load_checkpoint(checkpoint)
     model.to(dev)
-    tok = load_tokenizer(vocab, model.vocab_size)
+    tok = load_tokenizer(vocab, model.vocab_size, trained_vocab_digest(ckpt), f"{checkpoint}")
     val = load_data(dialogues)["val"]
     seqs = greedy_samples(generation, model.vocab_size)
     seqs += [(f"validation dialogue {k + 1} of {len(val)}", [int(i) for i in val[k]])
@@ -63,7 +67,7 @@ def page_data(checkpoint: str | Path, vocab: str | Path, dialogues: str | Path, 
             _, maps = model(torch.tensor([ids], device=dev), return_attention=True)  # (1, L, H, T, T)
         sequences.append({"label": label, "tokens": [tok.itos[i] for i in ids], "attention": pack_rows(maps[0])})
     if not sequences:
-        raise ValueError(f"nothing to show: {generation} has no samples and n_dialogues is 0")
+        raise DataError(f"nothing to show: {generation} has no samples and n_dialogues is 0")
     layers = model.transformer.layers
     return {"family": "gpt", "run": run or Path(checkpoint).parent.name, "epoch": ckpt.get("epoch"),
             "layers": len(layers), "heads": layers[0].attn.n_heads, "max_tokens": keep, "sequences": sequences}
@@ -77,6 +81,7 @@ def build(checkpoint, vocab, dialogues, generation, out, n_dialogues: int = 4, m
     return d
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attnlab.explore gpt", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.gpt.train")
@@ -89,12 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default=None, help="run name shown on the page (default: the checkpoint's folder)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    try:
-        d = build(args.checkpoint, args.vocab, args.dialogues, args.generation, args.out, args.n_dialogues,
-                  args.max_tokens, args.run, args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.n_dialogues < 0 or args.max_tokens < 2:
+        ap.error(f"need --n-dialogues >= 0 and --max-tokens >= 2, got {args.n_dialogues} and {args.max_tokens}")
+    d = build(args.checkpoint, args.vocab, args.dialogues, args.generation, args.out, args.n_dialogues,
+              args.max_tokens, args.run, args.device)
     print(f"wrote {args.out}: {len(d['sequences'])} sequences, {d['layers']} layers x {d['heads']} heads, "
           f"{Path(args.out).stat().st_size / 1e6:.2f} MB")
     return 0

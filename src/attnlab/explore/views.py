@@ -23,12 +23,14 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from attnlab.errors import AttnlabError, cli_main
+
 # Chromium runs as root in CI and containers (no sandbox there), and must not phone home.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-default-apps"]
 
 
-class BrowserError(RuntimeError):
+class BrowserError(AttnlabError, RuntimeError):
     """No browser to run, or a page that misbehaved in it; the message is one line for the user."""
 
 
@@ -127,17 +129,14 @@ def screenshots(html: str | Path, out_dir: str | Path | None = None, chromium: s
     return written
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attnlab.explore views", description=__doc__.split("\n")[0])
     ap.add_argument("--page", required=True, help="an attention.html written by python -m attnlab.explore")
     ap.add_argument("--out-dir", default=None, help="default: attention_views/ beside the page")
     ap.add_argument("--chromium", default=None, help="the browser (default: $ATTNLAB_CHROMIUM, then chromium on PATH)")
     args = ap.parse_args(argv)
-    try:
-        paths = screenshots(args.page, args.out_dir, args.chromium)
-    except (FileNotFoundError, BrowserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    paths = screenshots(args.page, args.out_dir, args.chromium)
     for path in paths:
         print(path)
     return 0

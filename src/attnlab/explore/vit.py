@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from attnlab.errors import cli_main
 from attnlab.explore.pack import b64, pack_rows, render_page
 from attnlab.io import write_text
 from attnlab.runtime import pick_device
@@ -76,6 +77,7 @@ def build(checkpoint: str | Path, data: str | Path, out: str | Path, n_images: i
     return d
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m attnlab.explore vit", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
@@ -85,13 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default=None, help="run name shown on the page (default: the checkpoint's folder)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    from attnlab.data import DataError
-
-    try:
-        d = build(args.checkpoint, args.data, args.out, args.n_images, args.run, args.device)
-    except (FileNotFoundError, ValueError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.n_images is not None and args.n_images < 1:
+        ap.error(f"--n-images must be at least 1, got {args.n_images}")
+    d = build(args.checkpoint, args.data, args.out, args.n_images, args.run, args.device)
     print(f"wrote {args.out}: {len(d['images'])} images, {d['layers']} layers x {d['heads']} heads, "
           f"{Path(args.out).stat().st_size / 1e6:.2f} MB")
     return 0
