@@ -35,7 +35,11 @@ SRC = ROOT / "src"
 
 
 def _use_checkout_source() -> None:
-    if SRC.is_dir() and str(SRC) not in sys.path:
+    # First, even when it is already on the path: Snakemake's script preamble appends its own process's
+    # sys.path, which holds SRC behind an editable install's src/ of another checkout.
+    if SRC.is_dir():
+        while str(SRC) in sys.path:
+            sys.path.remove(str(SRC))
         sys.path.insert(0, str(SRC))
 
 
