@@ -11,6 +11,15 @@ SRC = ROOT / "src"
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 
+def quiet_cores():
+    """Every core of the run (--cores), for the jobs whose timings are results: no other job runs beside them.
+    1 where no core count is given (a cluster executor: the job gets its own allocation there)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 # ---------------------------------------------------------------- sweeps ----
 def _runs(family):
     """Run names of vit/gpt in config order; a run set to null is dropped."""
