@@ -860,20 +860,21 @@ def test_gpu_timings_make_the_parallelism_point(built, tmp_path):
 
 
 def test_heatmap_figure_uses_one_colour_scale(tmp_path):
-    """heatmaps.py draws every map on one scale, 0 to the largest patch share in the figure (by hand here)."""
+    """heatmaps.py draws every map on one scale, the smallest to the largest patch share in the figure."""
     import torch
 
     from attnlab.vit.heatmaps import plot_overlays
 
     imgs = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
     heat = torch.full((3, 2, 2), 0.25)
-    heat[1] = torch.tensor([[0.7, 0.1], [0.1, 0.1]])  # the peak of the whole figure
+    heat[1] = torch.tensor([[0.7, 0.1], [0.1, 0.1]])  # the peak and the floor of the whole figure
     heat[2] = torch.tensor([[0.4, 0.2], [0.2, 0.2]])
     scale = plot_overlays(imgs, heat, ["a", "b", "c"], "t", tmp_path / "h.png")
-    assert scale == (0.0, pytest.approx(0.7))
+    assert scale == (pytest.approx(0.1), pytest.approx(0.7))
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the other way: a flatter figure gets a lower top, so colours are comparable within a figure only
-    assert plot_overlays(imgs[:2], heat[[0, 2]], ["a", "c"], "t", tmp_path / "h2.png") == (0.0, pytest.approx(0.4))
+    # the other way: a flatter figure gets a narrower scale, so colours are comparable within a figure only
+    assert plot_overlays(imgs[:2], heat[[0, 2]], ["a", "c"], "t", tmp_path / "h2.png") == (
+        pytest.approx(0.2), pytest.approx(0.4))
 
 
 def test_generation_speed_is_called_latency_bound_only_when_it_is(built, tmp_path):
