@@ -88,6 +88,7 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         "author": report_cfg.get("author") or "",
         **facts.git_commit(inputs.get("repo")),
         "config_digest": digest(config),
+        "preset": facts.preset_name(config, Path(inputs.get("repo") or CHECKOUT) / "config"),
         "epoch": epoch,
         "date": facts.format_date(epoch),
         "wall_times": walls,

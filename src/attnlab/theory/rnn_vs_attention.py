@@ -256,7 +256,7 @@ def measure_scaling(cfg: Mapping[str, Any], device: torch.device | str = "cpu") 
     agree["passed"] = all(agree["allclose"])
     if not agree["passed"]:
         bad = [T for T, ok in zip(seq_lens, agree["allclose"]) if not ok]
-        raise RuntimeError(f"naive and rearranged seed attention disagree at T={bad} "
+        raise RuntimeError(f"naive and rearranged attention of eq. 3-4 disagree at T={bad} "
                            f"(max abs diff {max(agree['max_abs_diff']):.3g}); the rearrangement is wrong")
 
     fit = fit_lens(seq_lens)
