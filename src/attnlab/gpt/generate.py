@@ -213,11 +213,19 @@ def run(checkpoint: str | Path, vocab_path: str | Path, cfg: Optional[dict] = No
         if gcfg["temperature"] > 0:
             sampled = generate_samples(model, tok, gcfg["prompts"], gcfg["num_tokens"],
                                        gcfg["temperature"], gcfg["top_k"], gcfg["seed"], banned)
-        speed = time_generation(model, tok.encode(gcfg["prompts"][0]), gcfg["bench_tokens"], banned_ids=banned)
-        # 4e like for like, on the first tokens of a greedy continuation of the same prompt
-        text = model.generate(tok.encode(gcfg["prompts"][0]), gcfg["bench_tokens"], use_cache=True,
-                              banned_ids=banned)
-        like = decode_cost(model, text[:min(gcfg["bench_tokens"], model.max_len)])
+        # Timed on one CPU thread (the rule reserves every core): tiny per-step operations on several threads
+        # spend their time synchronising them, and a busy machine makes that cost erratic.
+        threads = torch.get_num_threads()
+        if dev.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            speed = time_generation(model, tok.encode(gcfg["prompts"][0]), gcfg["bench_tokens"], banned_ids=banned)
+            # 4e like for like, on the first tokens of a greedy continuation of the same prompt
+            text = model.generate(tok.encode(gcfg["prompts"][0]), gcfg["bench_tokens"], use_cache=True,
+                                  banned_ids=banned)
+            like = decode_cost(model, text[:min(gcfg["bench_tokens"], model.max_len)])
+        finally:
+            torch.set_num_threads(threads)
     speed["device"] = str(dev)
     return {"num_tokens": gcfg["num_tokens"], "samples": samples, "speed": speed, "like_for_like": like,
             "sampled": sampled, "sampling": {k: gcfg[k] for k in ("temperature", "top_k", "seed")},
