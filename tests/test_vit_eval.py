@@ -227,3 +227,12 @@ def test_heatmap_stats_compare_with_untrained_and_uniform(tmp_path):
     assert 2 / 16 <= t["p_vs_uniform"] <= 1  # four images: never below 2 / 2^4
     for r in res["images"]:
         assert 0 <= r["peak"][0] < 4 and 0 <= r["peak"][1] < 4
+    assert res["tests"]["peak_on_object"]["count"] == sum(r["peak_on_object"] for r in res["images"])
+
+
+def test_binomial_p_by_hand():
+    # 9 of 10: P(X >= 9) = 11 / 1024, doubled
+    assert vh.binomial_p(9, 10) == pytest.approx(22 / 1024)
+    assert vh.binomial_p(1, 10) == pytest.approx(22 / 1024)  # the other tail, the same
+    assert vh.binomial_p(5, 10) == 1.0
+    assert vh.peak_test([True, True, False]) == {"count": 2, "n": 3, "chance": 0.5, "p": 1.0}

@@ -103,6 +103,12 @@ def object_masks(images: Tensor, patch: int) -> Tensor:
     return mask
 
 
+def binomial_p(k: int, n: int, q: float = 0.5) -> float:
+    """Two-sided exact binomial p-value of k successes in n trials of probability q (twice the smaller tail)."""
+    pmf = [math.comb(n, i) * q ** i * (1 - q) ** (n - i) for i in range(n + 1)]
+    return min(1.0, 2 * min(sum(pmf[k:]), sum(pmf[: k + 1])))
+
+
 def sign_flip_p(diffs, max_exact: int = 16, draws: int = 20000, seed: int = 0) -> float:
     """Two-sided p-value of a zero mean paired difference: the share of sign flips of ``diffs`` whose mean is
     at least as far from zero as the observed one (all 2^n flips up to ``max_exact`` images, else ``draws``
@@ -248,6 +254,12 @@ def compare(trained: dict, untrained: dict, uniform: dict) -> dict:
     return out
 
 
+def peak_test(on_object: list[bool]) -> dict:
+    """How often the most-attended patch is an "object" patch, against the half of the patches they are."""
+    k, n = sum(on_object), len(on_object)
+    return {"count": k, "n": n, "chance": 0.5, "p": binomial_p(k, n)}
+
+
 def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_images: int | None = None,
              device: str = "auto") -> dict:
     """Draw heatmaps.png and rollout.png and write heatmap_stats.json into out_dir; returns the stats."""
@@ -279,7 +291,8 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
     records = []
     for k, i in enumerate(idx):
         peak = int(cls_map[k].argmax())
-        rec = {"index": i, "true": classes[labels[i]], "pred": classes[preds[k]], "peak": [peak // gw, peak % gw]}
+        rec = {"index": i, "true": classes[labels[i]], "pred": classes[preds[k]], "peak": [peak // gw, peak % gw],
+               "peak_on_object": bool(objects[k, peak])}
         for stat in STATS:
             rec[stat] = s_cls[stat][k].item()
             rec[f"untrained_{stat}"] = s_cls0[stat][k].item()
@@ -291,7 +304,8 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
                "correct": int((preds == labels[idx]).sum()), "mean_cls_self_attention": self_attention}
     result = {"images": records, "summary": summary, "source": str(split.get("source", data)),
               "checkpoint": str(checkpoint),
-              "tests": {"attention": compare(s_cls, s_cls0, uniform), "rollout": compare(s_roll, s_roll0, uniform)},
+              "tests": {"attention": compare(s_cls, s_cls0, uniform), "rollout": compare(s_roll, s_roll0, uniform),
+                        "peak_on_object": peak_test([r["peak_on_object"] for r in records])},
               "definitions": {"center": "patches in the middle half of the grid on both axes",
                               "border": "the outermost ring of patches",
                               "object": "per image, the half of the patches whose mean colour is farthest "
@@ -300,7 +314,9 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
                               "entropy": "nats, of the class token's attention renormalised over the patches",
                               "untrained": "the same architecture built with the run's seed and never trained, "
                                            "on the same images",
-                              "peak": "[row, column] of the patch with the most attention",
+                              "peak": "[row, column] of the patch with the most attention; peak_on_object: "
+                                      "whether it is an object patch (tests.peak_on_object: how often, with a "
+                                      "two-sided exact binomial test against one half)",
                               "tests": "two-sided exact paired sign-flip permutation test over the images of a "
                                        "zero mean difference (trained minus baseline), per statistic"}}
     out_dir = Path(out_dir)
