@@ -498,7 +498,8 @@ def check_summary_box(pdf: Path, inputs: dict, facts: dict) -> None:
     assert_in(f"{pct(a)} accuracy (±{fx(100 * half, 1)} points)", text)
     assert_in(f"validation perplexity {fx(ge['val_perplexity'], 1)}", text)
     lk = gen["like_for_like"]
-    assert_in(f"T = {lk['T']} cached generation steps took {fx(lk['steps_over_forward'], 1)} times as long", text)
+    assert_in(f"T = {lk['T']} cached generation steps took {fx(lk['steps_over_forward'], 1)} times as long as one "
+              "pass over the same tokens", text)
     assert_in(f"a step for {lk['batch']} sequences took {fx(lk['batch_step_ratio'])} times a step for one", text)
     ht = _load(R["vit"][vit]["heatmap_stats"])["tests"]["attention"]
     er = ht["entropy"]["trained"] / ht["entropy"]["uniform"]
@@ -551,6 +552,20 @@ def test_deviations_follow_the_settings(built, tmp_path):
     assert_in("mixup", text)
     assert_in("an exponential moving average of the weights (decay 0.999) is validated and kept", text)
     assert_in("word dropout 0.1", text)
+
+
+def test_gpu_timings_get_their_own_table_and_comparisons(built, tmp_path):
+    def gpu(d):
+        d["scaling_gpu"] = json.loads(json.dumps({**d["scaling"], "device": "cuda", "hardware": "Test GPU 80GB",
+                                                  "torch_threads": None}))
+
+    text = rebuild(built, tmp_path, {"theory/rnn_vs_attention.json": gpu})
+    assert_in("On the GPU (Test GPU 80GB, synchronised around each run)", text)
+    assert text.count(squash("timings say")) == 2  # the CPU table and the GPU table
+    assert squash("This run had no GPU") not in text
+    failed = rebuild(built, tmp_path / "f", {"theory/rnn_vs_attention.json": _set(
+        scaling_gpu=None, scaling_gpu_error="CUDA out of memory")})
+    assert_in("The run had a GPU, but timing on it failed (CUDA out of memory)", failed)
 
 
 def test_preset_is_named_from_the_checkout_presets():
