@@ -37,6 +37,7 @@ LISTINGS: list[tuple[str, str, str, str]] = [
     ("MyTokenizer", "attnlab.data.tokenizer", "MyTokenizer.decode", "Problem 4(a)"),
     ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT.__init__", "Problem 4(c)"),
     ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT.forward", "Problem 4(c)"),
+    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT._init_weights", "Problem 4(c), GPT-2 initialisation"),
     ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT._embed", "Problem 4(c), embeddings"),
     ("DialogueGPT", "attnlab.gpt.model", "attention_mask", "Problem 4(c), the causal mask"),
     ("DialogueGPT", "attnlab.gpt.model", "causal_mask", "Problem 4(c), the causal mask"),
