@@ -117,3 +117,49 @@ def test_generate_restores_training_mode_and_needs_a_prefix():
     assert model.training
     with pytest.raises(ValueError, match="prefix"):
         model.generate([], 3)
+
+
+def test_weight_flops_count_every_linear_weight_by_hand():
+    from attnlab.gpt.generate import weight_flops_per_token
+
+    model = lively_model()  # d_model 16, 4 heads of 4, 2 layers, FFN 64, vocabulary 29
+    per_layer = 3 * 16 * 16 + 16 * 16 + 16 * 64 + 64 * 16  # Q, K, V of all heads, W_O, fc1, fc2
+    assert weight_flops_per_token(model) == 2 * (2 * per_layer + 16 * V)  # + the (tied) head
+
+
+def test_decode_cost_times_the_same_tokens_both_ways():
+    """4e like for like: the T cached steps predict what the one forward pass predicts, at batch 1 and N."""
+    from attnlab.gpt import generate as gen
+
+    model = lively_model()
+    tokens = model.generate([0, 3], MAX_LEN - 2)  # MAX_LEN tokens: the longest a forward pass takes
+    model.train()
+    r = gen.decode_cost(model, tokens, batch=5, repeats=3)
+    assert model.training  # timed in eval mode, the caller's mode restored
+    assert r["T"] == MAX_LEN and r["batch"] == 5 and r["same_predictions"] is True
+    assert set(r["seconds"]) == {"forward", "steps_b1", "steps_bN"}
+    for k, med in r["seconds"].items():
+        assert r["seconds_min"][k] <= med <= r["seconds_max"][k]
+    s = r["seconds"]
+    assert r["steps_over_forward"] == pytest.approx(s["steps_b1"] / s["forward"])
+    assert r["batch_step_ratio"] == pytest.approx(s["steps_bN"] / s["steps_b1"])
+    assert r["step_seconds_b1"] == pytest.approx(s["steps_b1"] / MAX_LEN)
+    assert r["gflops_per_s"]["steps_bN"] == pytest.approx(
+        gen.weight_flops_per_token(model) * MAX_LEN * 5 / s["steps_bN"] / 1e9)
+    # the steps feed the given tokens, not their own picks: the last step's logits equal the forward pass's
+    picks, logits = gen._cached_steps(model, torch.tensor([tokens] * 2))
+    with torch.no_grad():
+        full = model(torch.tensor([tokens]))[0]
+    torch.testing.assert_close(logits[1], full[-1])
+    assert picks == full.argmax(dim=-1).tolist()
+    with pytest.raises(ValueError, match="max_len"):
+        gen.decode_cost(model, tokens + [1])
+
+
+def test_decode_cost_notices_steps_that_predict_otherwise(monkeypatch):
+    from attnlab.gpt import generate as gen
+
+    model = lively_model()
+    real = DialogueGPT._step
+    monkeypatch.setattr(DialogueGPT, "_step", lambda self, ids, cache: -real(self, ids, cache))  # argmin instead
+    assert gen.decode_cost(model, model.generate([0, 3], 6), batch=2, repeats=1)["same_predictions"] is False

@@ -96,8 +96,12 @@ def test_generate_stage_applies_mask_tokens_to_greedy_sampled_and_bench(corpus, 
 
     common = Counter(t for s in free["samples"] + free["sampled"] for t in generated(s)).most_common(1)[0][0]
     masked_words = ["<unk>", "<pad>", tok.itos[common]]
+    torch.set_num_threads(2)
     res = gpt_gen.run(ckpt, d / "vocab.json", {"generate": {**gen, "mask_tokens": masked_words}}, "cpu")
     assert res["mask_tokens"] == masked_words
+    # the 4e timings ran on one CPU thread, and the process's setting is back afterwards
+    assert res["like_for_like"]["torch_threads"] == 1 and torch.get_num_threads() == 2
+    assert res["like_for_like"]["T"] == 12 and res["like_for_like"]["same_predictions"] is True
     banned = {tok.unk_id, tok.pad_id, common}
     for s in res["samples"] + res["sampled"]:
         assert len(generated(s)) == 30 and not banned & set(generated(s))

@@ -219,7 +219,14 @@ def test_run_writes_the_outputs(tmp_path):
     for m in s["methods"].values():
         for runs, med in zip(m["seconds_runs"], m["seconds"]):
             assert len(runs) == 1 and med == runs[0]
-    assert s["device"] == "cpu" and s["torch_threads"] == torch.get_num_threads()
+    # one torch thread for the CPU timings, whatever the process had, and the process's setting left alone
+    assert s["device"] == "cpu" and s["torch_threads"] == 1 and data["torch_threads"] == torch.get_num_threads()
+    assert set(s["load_average"]) == {"before", "after"}
+    for m in s["methods"].values():  # the spread is the repeats' own max/min
+        assert m["seconds_max"] == [max(r) for r in m["seconds_runs"]]
+        assert m["time_order"] in {"linear", "quadratic", "undecided"}
+    assert [(c["a"], c["b"]) for c in s["comparisons"]] == [
+        ("rnn_loop", "attention_rearranged"), ("rnn_loop", "attention_standard"), ("rnn_loop", "attention_naive")]
     assert (data["scaling_gpu"] is not None) == torch.cuda.is_available()
 
 
@@ -263,3 +270,55 @@ def test_figures_are_reproducible_svg(tmp_path):
     c["norms"]["0.9"][-1] = 0.5  # the numbers change: so do the bytes
     plots.plot_contribution(c, tmp_path / "c.svg")
     assert (tmp_path / "c.svg").read_bytes() != a
+
+
+def test_t_quantiles_match_the_t_density():
+    """The table's 97.5% points against a numerical integration of Student's t density (trapezoid, numpy)."""
+    import numpy as np
+
+    from attnlab.theory.rnn_vs_attention import t975
+
+    for dof in (1, 2, 3, 5, 10, 29, 30, 31, 60):
+        x = np.linspace(0.0, t975(dof), 200001)
+        dens = math.gamma((dof + 1) / 2) / (math.sqrt(dof * math.pi) * math.gamma(dof / 2)) \
+            * (1 + x ** 2 / dof) ** (-(dof + 1) / 2)
+        mass = float(np.sum((dens[1:] + dens[:-1]) / 2 * np.diff(x)))  # P(0 < t < q)
+        assert mass == pytest.approx(0.475, abs=3e-4), dof
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def test_slope_fit_interval_and_r2_by_hand():
+    from attnlab.theory.rnn_vs_attention import order_verdict, slope_fit
+
+    # log2 T = 0, 1, 2, 3 and log y = slope * log T + residuals (+e, -e, -e, +e), e = 0.01:
+    # the residuals are orthogonal to 1 and log T, so least squares returns the slope exactly.
+    T = [1, 2, 4, 8]
+    e = 0.01
+    for slope in (1.0, 2.0):
+        y = [math.exp(slope * math.log(t) + r) for t, r in zip(T, (e, -e, -e, e))]
+        fit = slope_fit(T, y)
+        assert fit["slope"] == pytest.approx(slope)
+        # SSE = 4e^2, Sxx = (ln 2)^2 * 5, se = sqrt(SSE / 2 / Sxx), half = 4.303 * se
+        half = 4.303 * math.sqrt(4 * e**2 / 2 / (5 * math.log(2) ** 2))
+        assert fit["ci95"] == pytest.approx([slope - half, slope + half])
+        sst = sum((slope * math.log(t) + r - (slope * 1.5 * math.log(2))) ** 2 for t, r in zip(T, (e, -e, -e, e)))
+        assert fit["r2"] == pytest.approx(1 - 4 * e**2 / sst)
+    assert order_verdict(slope_fit(T, [t * math.exp(r) for t, r in zip(T, (e, -e, -e, e))])) == "linear"
+    assert order_verdict(slope_fit(T, [t**2 * math.exp(r) for t, r in zip(T, (e, -e, -e, e))])) == "quadratic"
+    # noisy timings: a slope of 1.24 with residuals of 0.3 cannot tell O(T) from O(T^2)
+    noisy = slope_fit(T, [t**1.24 * math.exp(r) for t, r in zip(T, (0.3, -0.3, -0.3, 0.3))])
+    assert noisy["ci95"][0] < 1.5 < noisy["ci95"][1] and order_verdict(noisy) == "undecided"
+    assert slope_fit([1, 2], [1.0, 2.0])["ci95"] is None and order_verdict({"ci95": None}) == "undecided"
+
+
+def test_separation_claims_only_where_the_timed_runs_do_not_overlap():
+    from attnlab.theory.rnn_vs_attention import from_on, separation
+
+    a = [[1.0, 1.2], [2.0, 2.4], [4.0, 4.1], [8.0, 8.5]]
+    b = [[0.5, 0.9], [2.3, 2.6], [4.2, 5.0], [9.0, 9.9]]  # faster, overlapping (a tie), slower, slower
+    signs = separation(a, b)
+    assert signs == [-1, 0, 1, 1]
+    lens = [1, 2, 4, 8]
+    assert from_on(signs, lens, 1) == 4 and from_on(signs, lens, -1) is None
+    assert from_on([1, 1, 1], [1, 2, 3], 1) == 1 and from_on([1, 0, 1, 0], lens, 1) is None

@@ -164,3 +164,76 @@ def test_heatmaps_cli_writes_figures_and_stats(tmp_path):
     assert 0 < s["mean_entropy"] <= s["max_entropy"] + 1e-9
     for name in ("heatmaps.png", "rollout.png"):
         assert (tmp_path / "out" / name).stat().st_size > 5000
+
+
+def test_sign_flip_p_by_hand():
+    # three differences +1, +2, +3: of the 8 sign flips only (+,+,+) and (-,-,-) reach |mean| 2
+    assert vh.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    # +1, -1: the observed mean is 0, which every flip reaches
+    assert vh.sign_flip_p([1.0, -1.0]) == 1.0
+    # ten equal positive differences: only the two uniform flips reach the observed mean, 2 / 1024
+    assert vh.sign_flip_p([0.3] * 10) == pytest.approx(2 / 1024)
+    # above max_exact: seeded random flips, close to the exact value
+    assert vh.sign_flip_p([1.0, 2.0, 3.0], max_exact=2, draws=40000) == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ValueError):
+        vh.sign_flip_p([])
+
+
+def test_object_masks_pick_the_patches_unlike_the_border():
+    # a 4x4 grid of 2x2 patches: grey everywhere, a red 2x4-patch block in the middle rows
+    img = torch.full((1, 3, 8, 8), 128, dtype=torch.uint8)
+    img[0, 0, 2:6, :] = 255
+    img[0, 1:, 2:6, :] = 0
+    mask = vh.object_masks(img, 2)
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[1:3, :] = True  # 8 of 16 patches: the red rows (the border ring's mean is mostly grey)
+    assert mask.shape == (1, 16) and torch.equal(mask[0].view(4, 4), expected)
+    p = torch.full((1, 16), 1 / 16)
+    assert vh.map_stats(p, 4, 4, mask)["object_mass"].item() == pytest.approx(0.5)
+
+
+def test_untrained_baseline_is_the_seeded_architecture():
+    cfg = dict(CFG)
+    ckpt = {"model_config": cfg, "config": {"train": {"seed": 7}}}
+    torch.manual_seed(7)
+    ref = VisionTransformer(**cfg)
+    state = torch.get_rng_state()
+    got = vh.untrained_model(ckpt)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left alone
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not got.training
+
+
+def test_heatmap_stats_compare_with_untrained_and_uniform(tmp_path):
+    from tinydata import make_imagefolder
+
+    truth = make_imagefolder(tmp_path / "if.tar.gz", n_per_class_test=2, as_tar=True)
+    write_checkpoint(tmp_path / "ckpt.pt", truth["classes"], seed=3)
+    res = vh.heatmaps(tmp_path / "ckpt.pt", tmp_path / "if.tar.gz", tmp_path / "out", n_images=4, device="cpu")
+    # the checkpoint records no training seed: its baseline is the seed-0 build of its architecture
+    images, _ = truth["test"]
+    x = (torch.from_numpy(images[[r["index"] for r in res["images"]]]).float() / 255 - MEAN) / STD
+    base = vh.untrained_model({"model_config": dict(CFG), "config": {}})
+    with torch.no_grad():
+        cls0 = vh.cls_attention(base(x, return_attention=True)[1])
+    centre = vh.region_masks(4, 4)[0]
+    assert [r["untrained_center_mass"] for r in res["images"]] == pytest.approx(cls0[:, centre].sum(-1).tolist(),
+                                                                                abs=1e-6)
+    t = res["tests"]["attention"]["center_mass"]
+    diffs = [r["center_mass"] - r["untrained_center_mass"] for r in res["images"]]
+    assert t["p_vs_untrained"] == pytest.approx(vh.sign_flip_p(diffs))
+    assert t["uniform"] == pytest.approx(4 / 16) and res["tests"]["attention"]["object_mass"]["uniform"] == 0.5
+    assert t["trained"] == pytest.approx(res["summary"]["mean_center_mass"])
+    assert 2 / 16 <= t["p_vs_uniform"] <= 1  # four images: never below 2 / 2^4
+    for r in res["images"]:
+        assert 0 <= r["peak"][0] < 4 and 0 <= r["peak"][1] < 4
+    assert res["tests"]["peak_on_object"]["count"] == sum(r["peak_on_object"] for r in res["images"])
+
+
+def test_binomial_p_by_hand():
+    # 9 of 10: P(X >= 9) = 11 / 1024, doubled
+    assert vh.binomial_p(9, 10) == pytest.approx(22 / 1024)
+    assert vh.binomial_p(1, 10) == pytest.approx(22 / 1024)  # the other tail, the same
+    assert vh.binomial_p(5, 10) == 1.0
+    assert vh.peak_test([True, True, False]) == {"count": 2, "n": 3, "chance": 0.5, "p": 1.0}

@@ -9,6 +9,15 @@ SRC = ROOT / "src"
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 
+def quiet_cores():
+    """Every core of the run (--cores), for the jobs whose timings are results: no other job runs beside them.
+    1 where no core count is given (a cluster executor: the job gets its own allocation there)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 # ---------------------------------------------------------------- sweeps ----
 def vit_runs():
     return cfgmod.run_names(config, "vit")

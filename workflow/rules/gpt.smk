@@ -102,7 +102,7 @@ rule generate_gpt:
         "results/logs/generate_gpt/{run}.log",
     benchmark:
         "results/benchmarks/generate_gpt/{run}.tsv"
-    threads: 1  # the plain-vs-cached speed comparison wants a quiet core
+    threads: quiet_cores()  # the generation timings (4e) want quiet cores: no other job beside them
     resources:
         mem_mb=4000,
         runtime=30,

@@ -15,8 +15,9 @@ rule rnn_vs_attention:
         "results/logs/rnn_vs_attention.log",
     benchmark:
         "results/benchmarks/rnn_vs_attention/rnn_vs_attention.tsv"
-    threads: 1  # CPU timings are the point here: one thread, no neighbours on the same cores (with
-    # theory.gpu: auto a visible CUDA device is timed as well)
+    # CPU timings are the point here: the job reserves every core, so no other job runs beside it, and
+    # times on one torch thread (with theory.gpu: auto a visible CUDA device is timed as well)
+    threads: quiet_cores()
     resources:
         mem_mb=4000,
         runtime=30,

@@ -55,7 +55,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
     from attnlab.data import DataError
     from attnlab.data.shakespeare import split_dialogues
     from attnlab.data.text import read_text
-    from attnlab.gpt import mixture, ngram
+    from attnlab.gpt import bootstrap, mixture, ngram
 
     text_path = Path(text_path)
     if not text_path.exists():
@@ -113,6 +113,7 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
                                                   "val_bits_per_char": o["bits_per_char"]}
                                               for n, o in chosen["orders"].items()}},
         "perplexity_ratio": out["val_perplexity"] / kn_sum["perplexity"],
+        "perplexity_ratio_ci": bootstrap.perplexity_ratio_interval(target_nll, kn_scores["target_nll"]),
         # a combination of DialogueGPT with the n-gram model, never DialogueGPT's own figure
         "mixture": mixture.report(target_nll, kn_scores["target_nll"], n_chars, out["val_perplexity"],
                                   kn_sum["perplexity"], spell),

@@ -87,6 +87,7 @@ def stage(inputs: Mapping[str, Any], where: Path) -> dict:
         "author": report_cfg.get("author") or "",
         **provenance_of(inputs),
         "config_digest": digest(config),
+        "preset": facts.preset_name(config, CHECKOUT / "config"),  # the presets of this code, not of the inputs
         "epoch": epoch,
         "date": facts.format_date(epoch),
         "wall_times": walls,

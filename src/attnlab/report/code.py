@@ -1,6 +1,7 @@
-"""The code appendix: the seed's classes, read from the package's own files when the report is built.
+"""The code appendix: the bodies the homework asks for, read from the package's own files when the report is built.
 
-The seed asks for the code next to the answers. Copying it into the writeup
+The homework asks for the code of the parts students write (not the starter
+code it gives). Copying it into the writeup
 would let the two drift apart; instead every listing is cut out of the source
 file with ``ast`` at build time, so the PDF shows exactly the code that ran
 (and the report rule lists these files as inputs, so an edit rebuilds it).
@@ -17,25 +18,31 @@ from attnlab.errors import AttnlabError
 # src/attnlab/report/code.py -> src: the attnlab that builds the report is the one listed.
 SRC = Path(__file__).resolve().parents[2]
 
-# (seed name, module, top-level definition, what it answers). Helpers that a
-# class calls come right after it, so a reader never meets an unseen function.
+# (homework name, module, definition: "name" at the top level or "Class.method", what it answers).
+# Only what the homework asks students to write, and the helpers those bodies call, in the homework's
+# order; a helper comes right after the body that calls it, so a reader never meets an unseen function.
 LISTINGS: list[tuple[str, str, str, str]] = [
     ("AttentionHead", "attnlab.transformer", "AttentionHead", "Problem 2(a)"),
     ("AttentionHead", "attnlab.transformer", "masked_softmax", "Problem 2(a), the mask"),
     ("AttentionHead", "attnlab.transformer", "normalize_mask", "Problem 2(a), the mask"),
-    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention", "Problem 2(b)"),
-    ("FFN", "attnlab.transformer", "FFN", "Problem 2(c), given"),
-    ("AttentionResidual", "attnlab.transformer", "AttentionResidual", "Problem 2(c), given"),
+    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention.__init__", "Problem 2(b)"),
+    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention._forward_loop",
+     "Problem 2(b), heads one by one as the homework describes"),
+    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention._forward_vectorized",
+     "Problem 2(b), all heads at once (used in training)"),
+    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention._fused_qkv",
+     "Problem 2(b): the heads' own W_Q, W_K, W_V stacked into one matrix (cached while no gradient flows)"),
+    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention.forward", "Problem 2(b)"),
     ("Transformer", "attnlab.transformer", "Transformer", "Problem 2(c)"),
     ("PatchEmbed", "attnlab.vit.model", "PatchEmbed", "Problem 3(a)"),
-    ("VisionTransformer", "attnlab.vit.model", "VisionTransformer", "Problem 3(b)"),
-    ("VisionTransformer", "attnlab.vit.model", "sincos_2d", "Problem 3(b), length-free positions"),
-    ("MyTokenizer", "attnlab.data.tokenizer", "MyTokenizer", "Problem 4(a)"),
-    ("DialogueDataset", "attnlab.data.dialogues", "DialogueDataset", "Problem 4(b)"),
-    ("DialogueDataset", "attnlab.data.dialogues", "collate_batch", "Problem 4(b), padding"),
-    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT", "Problem 4(c) and 4(e): generate() is the generation"),
-    ("DialogueGPT", "attnlab.gpt.model", "causal_mask", "Problem 4(c), the causal mask"),
+    ("MyTokenizer", "attnlab.data.tokenizer", "MyTokenizer.encode", "Problem 4(a)"),
+    ("MyTokenizer", "attnlab.data.tokenizer", "MyTokenizer.decode", "Problem 4(a)"),
+    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT.__init__", "Problem 4(c)"),
+    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT.forward", "Problem 4(c)"),
+    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT._init_weights", "Problem 4(c), GPT-2 initialisation"),
+    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT._embed", "Problem 4(c), embeddings"),
     ("DialogueGPT", "attnlab.gpt.model", "attention_mask", "Problem 4(c), the causal mask"),
+    ("DialogueGPT", "attnlab.gpt.model", "causal_mask", "Problem 4(c), the causal mask"),
     ("DialogueLoss", "attnlab.gpt.model", "DialogueLoss", "Problem 4(d)"),
     ("DialogueLoss", "attnlab.gpt.model", "token_nll", "Problem 4(d)"),
 ]
@@ -54,24 +61,29 @@ def module_file(module: str, src: Path = SRC) -> Path:
 
 
 def definition_source(path: Path, name: str) -> tuple[str, int, int]:
-    """(source, first line, last line) of the top-level class or function ``name`` in ``path``, decorators included."""
+    """(source, first line, last line) of ``name`` in ``path``: a top-level class or function, or
+    ``Class.method``; decorators included, a method's lines as they stand (indented) in the file."""
     text = path.read_text(encoding="utf-8")
     tree = ast.parse(text, filename=str(path))
-    for node in tree.body:
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            lines = text.splitlines()[first - 1: node.end_lineno]
-            return "\n".join(lines) + "\n", first, node.end_lineno
-    raise CodeListingError(f"{path} has no top-level definition {name!r} (listed in attnlab.report.code.LISTINGS)")
+    nodes, found = tree.body, None
+    for part in name.split("."):
+        found = next((n for n in nodes if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and n.name == part), None)
+        if found is None:
+            raise CodeListingError(f"{path} has no definition {name!r} (listed in attnlab.report.code.LISTINGS)")
+        nodes = found.body
+    first = min([found.lineno] + [d.lineno for d in found.decorator_list])
+    lines = text.splitlines()[first - 1: found.end_lineno]
+    return "\n".join(lines) + "\n", first, found.end_lineno
 
 
 def listings() -> list[dict]:
-    """Every listing, in LISTINGS order: {seed, module, name, role, file, first, last, source}."""
+    """Every listing, in LISTINGS order: {homework, module, name, role, file, first, last, source}."""
     out = []
-    for seed, module, name, role in LISTINGS:
+    for homework, module, name, role in LISTINGS:
         path = module_file(module)
         source, first, last = definition_source(path, name)
-        out.append({"seed": seed, "module": module, "name": name, "role": role,
+        out.append({"homework": homework, "module": module, "name": name, "role": role,
                     "file": path.relative_to(SRC).as_posix(),
                     "first": first, "last": last, "source": source})
     return out

@@ -69,3 +69,46 @@ def config_yaml(config: Mapping[str, Any]) -> str:
 
     return yaml.safe_dump(plain(config), sort_keys=False, default_flow_style=False, width=88, allow_unicode=True)
 
+
+
+# The checkout's preset files and the words the writeup uses for them.
+PRESETS = (("tiny.yaml", "the test preset (toy sizes on synthetic data)"),
+           ("cpu.yaml", "the CPU preset (small models for a 2-core machine without a GPU)"),
+           ("config.yaml", "the GPU preset (the default sizes)"))
+# The parts of a preset that decide what was trained; data paths, titles and sweeps do not.
+_PRESET_KEYS = {"vit": ("model", "train"), "gpt": ("model", "train")}
+
+
+def _leaves(node: Any, prefix: tuple = ()):
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from _leaves(v, prefix + (k,))
+    else:
+        yield prefix, node
+
+
+def _get(node: Any, path: tuple) -> Any:
+    for k in path:
+        if not isinstance(node, Mapping) or k not in node:
+            return KeyError
+        node = node[k]
+    return node
+
+
+def preset_name(config: Mapping[str, Any], config_dir: str | Path) -> str:
+    """Which preset of ``config_dir`` the config's models and training follow, in words; "a custom
+    configuration" when none does. A preset matches when every value it sets under vit/gpt model and
+    train equals the config's (so config.yaml, which sets them all, matches only the defaults)."""
+    import yaml
+
+    config = plain(config)
+    for name, words in PRESETS:
+        path = Path(config_dir) / name
+        if not path.is_file():
+            continue
+        preset = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        pairs = [((family, part) + leaf, value) for family, parts in _PRESET_KEYS.items() for part in parts
+                 for leaf, value in _leaves((preset.get(family) or {}).get(part) or {})]
+        if pairs and all(_get(config, where) == value for where, value in pairs):
+            return words
+    return "a custom configuration"

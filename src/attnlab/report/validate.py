@@ -25,14 +25,15 @@ JSON_KEYS = {
     "vocab_report": ["vocab_size", "source", "example.text", "example.tokens", "example.ids", "example.decoded",
                      "val_unk_rate", "n_train_dialogues", "n_val_dialogues"],
     "module_checks": ["checks", "all_passed", "W_O_shape"],
-    "rnn_vs_attention": ["scaling.seq_lens", "scaling.methods", "contribution.lens", "contribution.norms"],
+    "rnn_vs_attention": ["scaling.seq_lens", "scaling.methods", "scaling.comparisons", "contribution.lens",
+                         "contribution.norms"],
     "train_summary": ["device", "hardware", "n_params", "epochs", "train_seconds"],
     "vit.eval": ["test_accuracy", "n_test", "source", "per_class", "classes"],
     "heatmap_stats": ["images", "summary.mean_center_mass", "summary.uniform_center_mass",
-                      "summary.mean_entropy", "summary.max_entropy"],
+                      "summary.mean_entropy", "summary.max_entropy", "tests.attention"],
     "gpt.eval": ["val_loss", "val_perplexity", "val_bits_per_char", "unk_rate", "n_tokens", "n_chars", "source"],
     "generation": ["num_tokens", "samples", "speed.plain_tokens_per_s", "speed.cached_tokens_per_s",
-                   "speed.speedup", "speed.identical"],
+                   "speed.speedup", "speed.identical", "like_for_like.seconds", "like_for_like.batch_step_ratio"],
 }
 CSV_COLUMNS = {
     "vit": ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s"],

@@ -29,9 +29,9 @@ CHUNK_ELEMENTS = 1 << 22
 METHODS = ("rnn_loop", "attention_naive", "attention_rearranged", "attention_standard")
 LABELS = {
     "rnn_loop": "RNN, step by step (eq. 1-2)",
-    "attention_naive": "seed attention, naive (eq. 3-4)",
-    "attention_rearranged": "seed attention, rearranged",
-    "attention_standard": "softmax(QK^T/sqrt(d))V",
+    "attention_naive": "attention of eq. 3-4, naive",
+    "attention_rearranged": "attention of eq. 3-4, rearranged",
+    "attention_standard": "standard softmax attention",
 }
 COMPLEXITY = {
     "rnn_loop": "O(T (d_hidden^2 + d d_hidden)), sequential in T",

@@ -112,7 +112,8 @@ def plot_confusion(result: dict, path: str | Path) -> None:
     ax.set_yticks(range(len(classes)), classes, fontsize=10)
     ax.set_xlabel("predicted", fontsize=11)
     ax.set_ylabel("true", fontsize=11)
-    ax.set_title(f"test accuracy {100 * result['test_accuracy']:.1f}% (n={result['n_test']}); "
+    # counts, not a rounded percentage: the writeup rounds the accuracy its own way, and the two must not differ
+    ax.set_title(f"{result['n_correct']} of {result['n_test']} test images correct; "
                  "cells: % of the true class", fontsize=11)
     fig.colorbar(im, ax=ax, fraction=0.046, label="% of the true class")
     fig.tight_layout()
