@@ -1,4 +1,4 @@
-"""module_checks stage: the seed's Problem 2 checks, run on attnlab.transformer.
+"""module_checks stage: the starter code's Problem 2 checks, run on attnlab.transformer.
 
     python -m attnlab.checks --out-dir DIR
 
@@ -11,12 +11,12 @@ broken transformer. ``run_checks`` raises ``ChecksFailed`` in that case.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+from attnlab.cli import stage_parser
 from attnlab.errors import AttnlabError, cli_main
 from attnlab.io import atomic_path, write_json
 
@@ -76,11 +76,8 @@ def run_checks(out_dir: str | Path, seed: int = 0) -> dict:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m attnlab.checks",
-        description="Run the seed's Problem 2 checks on attnlab.transformer and record the outcome "
-                    f"({JSON_NAME}, {FIGURE_NAME}). Exits 2 and writes nothing if a check fails.",
-    )
+    parser = stage_parser("attnlab.checks", "Run the homework's Problem 2 checks on attnlab.transformer and record "
+                          f"the outcome ({JSON_NAME}, {FIGURE_NAME}). Exits 2 and writes nothing if a check fails.")
     parser.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs and weights")
     args = parser.parse_args(argv)

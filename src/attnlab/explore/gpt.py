@@ -16,7 +16,6 @@ T keys; the causal mask makes every weight on a later key exactly 0.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from attnlab.explore.pack import pack_rows, render_page
 from attnlab.data import DataError
 from attnlab.data.text import read_json
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.gpt.data import load_data, load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import load_checkpoint
@@ -83,16 +83,13 @@ def build(checkpoint, vocab, dialogues, generation, out, n_dialogues: int = 4, m
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attnlab.explore gpt", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.gpt.train")
-    ap.add_argument("--vocab", required=True, help="vocab.json written with dialogues.pt")
+    ap = stage_parser("attnlab.explore gpt", __doc__, "gpt-checkpoint", "vocab", "device")
     ap.add_argument("--dialogues", required=True, help="dialogues.pt (its validation split)")
     ap.add_argument("--generation", required=True, help="generation.json written by attnlab.gpt.generate")
     ap.add_argument("--out", required=True, help="the page to write (attention.html)")
     ap.add_argument("--n-dialogues", type=int, default=4, help="validation dialogues shown (default 4)")
     ap.add_argument("--max-tokens", type=int, default=64, help="tokens kept per sequence (default 64)")
     ap.add_argument("--run", default=None, help="run name shown on the page (default: the checkpoint's folder)")
-    ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if args.n_dialogues < 0 or args.max_tokens < 2:
         ap.error(f"need --n-dialogues >= 0 and --max-tokens >= 2, got {args.n_dialogues} and {args.max_tokens}")

@@ -15,7 +15,6 @@ own browser download is not used.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -23,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from attnlab.cli import stage_parser
 from attnlab.errors import AttnlabError, cli_main
 
 # Chromium runs as root in CI and containers (no sandbox there), and must not phone home.
@@ -131,7 +131,7 @@ def screenshots(html: str | Path, out_dir: str | Path | None = None, chromium: s
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attnlab.explore views", description=__doc__.split("\n")[0])
+    ap = stage_parser("attnlab.explore views", __doc__)
     ap.add_argument("--page", required=True, help="an attention.html written by python -m attnlab.explore")
     ap.add_argument("--out-dir", default=None, help="default: attention_views/ beside the page")
     ap.add_argument("--chromium", default=None, help="the browser (default: $ATTNLAB_CHROMIUM, then chromium on PATH)")

@@ -15,38 +15,23 @@ class token); ``rollout`` rows in the order (image, query).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.explore.pack import b64, pack_rows, render_page
 from attnlab.io import write_text
-from attnlab.runtime import pick_device
 from attnlab.vit.augment import normalize
-from attnlab.vit.heatmaps import attention_rollout, pick_images
-from attnlab.vit.model import load_checkpoint
+from attnlab.vit.heatmaps import attention_rollout, shown_images
 
 
 def page_data(checkpoint: str | Path, data: str | Path, n_images: int | None = None, run: str | None = None,
               device: str = "auto") -> dict:
     """Everything the page shows, as JSON-ready values."""
-    from attnlab.data.cifar10 import load_split
-
-    dev = pick_device(device)
-    model, ckpt = load_checkpoint(checkpoint)
-    model.to(dev)
-    if n_images is None:
-        n_images = ckpt.get("config", {}).get("heatmaps", {}).get("n_images", 10)
-    if n_images < 1:
-        raise ValueError(f"n_images must be at least 1, got {n_images}")
-    split = load_split(data, "test")
-    classes = list(split["classes"])
-    labels = split["labels"].long()
-    idx = pick_images(labels, n_images, len(classes))
-    imgs = split["images"][idx]  # uint8 (B, 3, H, W)
+    model, ckpt, dev, classes, labels, idx, imgs, _ = shown_images(checkpoint, data, n_images, device)
     with torch.no_grad():
         logits, maps = model(normalize(imgs.to(dev)), return_attention=True)  # maps (B, L, H, T, T)
     probs = torch.softmax(logits.float(), dim=-1).cpu()
@@ -79,16 +64,10 @@ def build(checkpoint: str | Path, data: str | Path, out: str | Path, n_images: i
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attnlab.explore vit", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
-    ap.add_argument("--data", required=True, help="any CIFAR-10 source; images come from its test split")
+    ap = stage_parser("attnlab.explore vit", __doc__, "vit-checkpoint", "cifar-test", "n-images", "device")
     ap.add_argument("--out", required=True, help="the page to write (attention.html)")
-    ap.add_argument("--n-images", type=int, default=None, help="default: the run's heatmaps.n_images (10)")
     ap.add_argument("--run", default=None, help="run name shown on the page (default: the checkpoint's folder)")
-    ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    if args.n_images is not None and args.n_images < 1:
-        ap.error(f"--n-images must be at least 1, got {args.n_images}")
     d = build(args.checkpoint, args.data, args.out, args.n_images, args.run, args.device)
     print(f"wrote {args.out}: {len(d['images'])} images, {d['layers']} layers x {d['heads']} heads, "
           f"{Path(args.out).stat().st_size / 1e6:.2f} MB")

@@ -4,7 +4,7 @@
         [--ngram NGRAM_JSON --data DIALOGUES_PT --vocab-report VOCAB_REPORT --source INPUT_TXT]
 
 (rule ``evaluate_gpt``). The text is split into dialogues (blank-line
-separated blocks, as the seed's ``all_dialogues``), each encoded with the
+separated blocks, as the starter code's ``all_dialogues``), each encoded with the
 run's vocabulary (start token first) and scored with the trainer's
 validation code (:func:`attnlab.gpt.scoring.score_dialogues`): every target
 token counts once, long dialogues in overlapping windows. bits/char = total
@@ -28,13 +28,13 @@ validation dialogues; it is not the model's own perplexity.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
 from typing import Optional
 
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.gpt.data import load_data, load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import load_checkpoint
@@ -123,12 +123,9 @@ def evaluate(checkpoint: str | Path, vocab_path: str | Path, text_path: str | Pa
 
 @cli_main
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attnlab.gpt.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--vocab", required=True)
+    p = stage_parser("attnlab.gpt.evaluate", __doc__, "gpt-checkpoint", "vocab", "device")
     p.add_argument("--text", required=True, help="text in tiny-shakespeare format, e.g. val.txt")
     p.add_argument("--out", required=True, help="eval.json to write")
-    p.add_argument("--device", default="auto")
     g = p.add_argument_group("baseline (all four, or none)")
     g.add_argument("--ngram", help="ngram.json of rule ngram_gpt (the chosen order)")
     g.add_argument("--data", help="dialogues.pt (the baseline's training split)")

@@ -1,4 +1,4 @@
-"""The seed's 50-token greedy generation (4g) and plain vs KV-cached speed (4e) (rule ``generate_gpt``).
+"""The starter code's 50-token greedy generation (4g) and plain vs KV-cached speed (4e) (rule ``generate_gpt``).
 
     python -m attnlab.gpt.generate --checkpoint CKPT --vocab VOCAB --config SECTION.yaml \
         --out-txt TXT --out-json JSON
@@ -24,7 +24,6 @@ fixed per-step overhead, not by arithmetic or memory traffic.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from attnlab import config as cfgmod
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.gpt.data import load_tokenizer, trained_vocab_digest
 from attnlab.gpt.model import DialogueGPT, load_checkpoint
@@ -56,7 +56,7 @@ def mask_ids(tok, tokens) -> list[int]:
 
 def sample_prompts(model: DialogueGPT, tok, prompts, num_tokens: int,
                    banned_ids: Optional[Sequence[int]] = None) -> list[dict]:
-    """Greedy continuations of each prompt (the seed's per-epoch samples), never producing ``banned_ids``."""
+    """Greedy continuations of each prompt (the starter code's per-epoch samples), never producing ``banned_ids``."""
     out = []
     for prompt in prompts:
         ids = model.generate(tok.encode(prompt), num_tokens, use_cache=True, banned_ids=banned_ids)
@@ -256,13 +256,10 @@ def render_text(result: dict) -> str:
 
 @cli_main
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attnlab.gpt.generate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--vocab", required=True)
+    p = stage_parser("attnlab.gpt.generate", __doc__, "gpt-checkpoint", "vocab", "device")
     p.add_argument("--config", default=None, help="the gpt section (YAML/JSON); uses its generate keys")
-    p.add_argument("--out-txt", required=True)
-    p.add_argument("--out-json", required=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out-txt", required=True, help="generation.txt: the samples as text")
+    p.add_argument("--out-json", required=True, help="generation.json: the samples, their ids and the timings")
     args = p.parse_args(argv)
     user = cfgmod.load_config_file(args.config)
     user.pop("runs", None)

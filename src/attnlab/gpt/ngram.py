@@ -15,7 +15,6 @@ its formulas and measured numbers: docs/ngram-baseline.md.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Iterable, Optional, Sequence
 
 from attnlab.config import defaults
 from attnlab.data import DataError
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 
 DISCOUNT_MODES = ("modified", "single")
@@ -301,9 +301,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from attnlab import config as cfgmod
     from attnlab.io import write_json
 
-    p = argparse.ArgumentParser(prog="python -m attnlab.gpt.ngram", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="dialogues.pt")
-    p.add_argument("--vocab", required=True, help="vocab.json written with it")
+    p = stage_parser("attnlab.gpt.ngram", __doc__, "dialogues", "vocab")
     p.add_argument("--vocab-report", required=True, help="vocab_report.json (the split's seed and fraction)")
     p.add_argument("--source", required=True, help="the tiny-shakespeare text build_vocab read")
     p.add_argument("--val-text", required=True, help="val.txt written by build_vocab")

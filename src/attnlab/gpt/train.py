@@ -1,4 +1,4 @@
-"""Train DialogueGPT on tiny-shakespeare dialogues (rule ``train_gpt``, seed 4f).
+"""Train DialogueGPT on tiny-shakespeare dialogues (rule ``train_gpt``, homework 4f).
 
     python -m attnlab.gpt.train --data DIALOGUES_PT --vocab VOCAB --config SECTION.yaml --out-dir DIR
 
@@ -26,7 +26,6 @@ Measurements of the presets: docs/measurements/.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -40,6 +39,7 @@ from attnlab import training
 from attnlab.data import DataError
 from attnlab.data.dialogues import collate_batch
 from attnlab.data.vocab import vocab_digest
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.gpt.data import load_data, load_tokenizer
 from attnlab.gpt.generate import mask_ids, sample_prompts
@@ -214,13 +214,9 @@ def train(cfg: Optional[dict], data_path: str | Path, vocab_path: str | Path, ou
 
 @cli_main
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attnlab.gpt.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="dialogues.pt from `attnlab.data build-vocab`")
-    p.add_argument("--vocab", required=True, help="vocab.json written with it")
+    p = stage_parser("attnlab.gpt.train", __doc__, "dialogues", "vocab", "stop-after-epochs")
     p.add_argument("--config", default=None, help="the gpt section (YAML/JSON): {model: ..., train: ...}")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--stop-after-epochs", type=int, default=None,
-                   help="leave after this many new epochs with only the resume state written")
+    p.add_argument("--out-dir", required=True, help="run folder for checkpoint.pt, metrics.csv, samples.jsonl, ...")
     args = p.parse_args(argv)
     with training.interruptible(args.out_dir):
         summary = train(cfgmod.load_config_file(args.config), args.data, args.vocab, args.out_dir,

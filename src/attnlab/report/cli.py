@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m attnlab.report",
-        description="Compile the homework writeup (report/writeup.typ) from the pipeline's results into a PDF. "
-                    "INPUTS.json lists the config, the checkout's provenance and every result file "
-                    "(see attnlab.report.build).",
-    )
+    parser = stage_parser("attnlab.report", "Compile the homework writeup (report/writeup.typ) from the pipeline's "
+                          "results into a PDF. INPUTS.json lists the config, the checkout's provenance and every "
+                          "result file (see attnlab.report.build).")
     parser.add_argument("--inputs", required=True, type=Path, help="INPUTS.json: config, provenance, result paths")
     parser.add_argument("--out", required=True, type=Path, help="PDF to write (atomically)")
     parser.add_argument("--data-json", type=Path, default=None,

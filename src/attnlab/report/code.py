@@ -18,34 +18,41 @@ from attnlab.errors import AttnlabError
 # src/attnlab/report/code.py -> src: the attnlab that builds the report is the one listed.
 SRC = Path(__file__).resolve().parents[2]
 
-# (homework name, module, definition: "name" at the top level or "Class.method", what it answers).
+# module -> [(homework name, definition: "name" at the top level or "Class.method", what it answers)].
 # Only what the homework asks students to write, and the helpers those bodies call, in the homework's
-# order; a helper comes right after the body that calls it, so a reader never meets an unseen function.
-LISTINGS: list[tuple[str, str, str, str]] = [
-    ("AttentionHead", "attnlab.transformer", "AttentionHead", "Problem 2(a)"),
-    ("AttentionHead", "attnlab.transformer", "masked_softmax", "Problem 2(a), the mask"),
-    ("AttentionHead", "attnlab.transformer", "normalize_mask", "Problem 2(a), the mask"),
-    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention.__init__", "Problem 2(b)"),
-    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention._forward_loop",
-     "Problem 2(b), heads one by one as the homework describes"),
-    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention._forward_vectorized",
-     "Problem 2(b), all heads at once (used in training)"),
-    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention._fused_qkv",
-     "Problem 2(b): the heads' own W_Q, W_K, W_V stacked into one matrix (cached while no gradient flows)"),
-    ("MultiHeadedAttention", "attnlab.transformer", "MultiHeadedAttention.forward", "Problem 2(b)"),
-    ("Transformer", "attnlab.transformer", "Transformer", "Problem 2(c)"),
-    ("PatchEmbed", "attnlab.vit.model", "PatchEmbed", "Problem 3(a)"),
-    ("MyTokenizer", "attnlab.data.tokenizer", "MyTokenizer.encode", "Problem 4(a)"),
-    ("MyTokenizer", "attnlab.data.tokenizer", "MyTokenizer.decode", "Problem 4(a)"),
-    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT.__init__", "Problem 4(c)"),
-    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT.forward", "Problem 4(c)"),
-    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT._init_weights", "Problem 4(c), GPT-2 initialisation"),
-    ("DialogueGPT", "attnlab.gpt.model", "DialogueGPT._embed", "Problem 4(c), embeddings"),
-    ("DialogueGPT", "attnlab.gpt.model", "attention_mask", "Problem 4(c), the causal mask"),
-    ("DialogueGPT", "attnlab.gpt.model", "causal_mask", "Problem 4(c), the causal mask"),
-    ("DialogueLoss", "attnlab.gpt.model", "DialogueLoss", "Problem 4(d)"),
-    ("DialogueLoss", "attnlab.gpt.model", "token_nll", "Problem 4(d)"),
-]
+# order (the modules too); a helper comes right after the body that calls it, so a reader never meets an
+# unseen function.
+LISTINGS: dict[str, list[tuple[str, str, str]]] = {
+    "attnlab.transformer": [
+        ("AttentionHead", "AttentionHead", "Problem 2(a)"),
+        ("AttentionHead", "masked_softmax", "Problem 2(a), the mask"),
+        ("AttentionHead", "normalize_mask", "Problem 2(a), the mask"),
+        ("MultiHeadedAttention", "MultiHeadedAttention.__init__", "Problem 2(b)"),
+        ("MultiHeadedAttention", "MultiHeadedAttention._forward_loop",
+         "Problem 2(b), heads one by one as the homework describes"),
+        ("MultiHeadedAttention", "MultiHeadedAttention._forward_vectorized",
+         "Problem 2(b), all heads at once (used in training)"),
+        ("MultiHeadedAttention", "MultiHeadedAttention._fused_qkv",
+         "Problem 2(b): the heads' own W_Q, W_K, W_V stacked into one matrix (cached while no gradient flows)"),
+        ("MultiHeadedAttention", "MultiHeadedAttention.forward", "Problem 2(b)"),
+        ("Transformer", "Transformer", "Problem 2(c)"),
+    ],
+    "attnlab.vit.model": [("PatchEmbed", "PatchEmbed", "Problem 3(a)")],
+    "attnlab.data.tokenizer": [
+        ("MyTokenizer", "MyTokenizer.encode", "Problem 4(a)"),
+        ("MyTokenizer", "MyTokenizer.decode", "Problem 4(a)"),
+    ],
+    "attnlab.gpt.model": [
+        ("DialogueGPT", "DialogueGPT.__init__", "Problem 4(c)"),
+        ("DialogueGPT", "DialogueGPT.forward", "Problem 4(c)"),
+        ("DialogueGPT", "DialogueGPT._init_weights", "Problem 4(c), GPT-2 initialisation"),
+        ("DialogueGPT", "DialogueGPT._embed", "Problem 4(c), embeddings"),
+        ("DialogueGPT", "attention_mask", "Problem 4(c), the causal mask"),
+        ("DialogueGPT", "causal_mask", "Problem 4(c), the causal mask"),
+        ("DialogueLoss", "DialogueLoss", "Problem 4(d)"),
+        ("DialogueLoss", "token_nll", "Problem 4(d)"),
+    ],
+}
 
 
 class CodeListingError(AttnlabError, LookupError):
@@ -80,18 +87,19 @@ def definition_source(path: Path, name: str) -> tuple[str, int, int]:
 def listings() -> list[dict]:
     """Every listing, in LISTINGS order: {homework, module, name, role, file, first, last, source}."""
     out = []
-    for homework, module, name, role in LISTINGS:
+    for module, rows in LISTINGS.items():
         path = module_file(module)
-        source, first, last = definition_source(path, name)
-        out.append({"homework": homework, "module": module, "name": name, "role": role,
-                    "file": path.relative_to(SRC).as_posix(),
-                    "first": first, "last": last, "source": source})
+        for homework, name, role in rows:
+            source, first, last = definition_source(path, name)
+            out.append({"homework": homework, "module": module, "name": name, "role": role,
+                        "file": path.relative_to(SRC).as_posix(),
+                        "first": first, "last": last, "source": source})
     return out
 
 
 def source_files(src: Path = SRC) -> list[str]:
     """The files the appendix reads."""
-    return sorted({str(module_file(module, src)) for _, module, _, _ in LISTINGS})
+    return sorted(str(module_file(module, src)) for module in LISTINGS)
 
 
 def source_digest(src: Path = SRC) -> str:

@@ -10,7 +10,6 @@ the accuracy with horizontal-flip test-time augmentation.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.io import atomic_path, write_json
 from attnlab.runtime import autocast, pick_device
@@ -124,12 +124,9 @@ def plot_confusion(result: dict, path: str | Path) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attnlab.vit.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
-    ap.add_argument("--data", required=True, help="any CIFAR-10 source; its test split is used")
+    ap = stage_parser("attnlab.vit.evaluate", __doc__, "vit-checkpoint", "cifar-test", "device")
     ap.add_argument("--out", required=True, help="JSON to write (eval.json)")
     ap.add_argument("--confusion", help="PNG for the confusion matrix")
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=512)
     args = ap.parse_args(argv)
     result = evaluate(args.checkpoint, args.data, args.device, args.batch_size)

@@ -23,14 +23,15 @@ takes one test image per class and writes
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.io import atomic_path, write_json
 from attnlab.runtime import pick_device
@@ -261,9 +262,23 @@ def peak_test(on_object: list[bool]) -> dict:
     return {"count": k, "n": n, "chance": 0.5, "p": binomial_p(k, n)}
 
 
-def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_images: int | None = None,
-             device: str = "auto") -> dict:
-    """Draw heatmaps.png and rollout.png and write heatmap_stats.json into out_dir; returns the stats."""
+class Shown(NamedTuple):
+    """A checkpoint's model and the test images its heatmaps show."""
+
+    model: VisionTransformer  # in eval mode, on ``device``
+    ckpt: dict
+    device: torch.device
+    classes: list[str]
+    labels: Tensor  # (N,) every test label
+    index: list[int]  # the shown images' places in the test split
+    images: Tensor  # uint8 (B, 3, H, W), the shown images
+    source: str  # where the test split came from
+
+
+def shown_images(checkpoint: str | Path, data: str | Path, n_images: int | None = None,
+                 device: str = "auto") -> Shown:
+    """The model of ``checkpoint`` and ``n_images`` test images of ``data`` (default: the run's
+    heatmaps.n_images), picked class by class (:func:`pick_images`)."""
     from attnlab.data.cifar10 import load_split
 
     dev = pick_device(device)
@@ -271,11 +286,19 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
     model.to(dev)
     if n_images is None:
         n_images = ckpt.get("config", {}).get("heatmaps", {}).get("n_images", 10)
+    if n_images < 1:
+        raise ValueError(f"n_images must be at least 1, got {n_images}")
     split = load_split(data, "test")
     classes = list(split["classes"])
     labels = split["labels"].long()
     idx = pick_images(labels, n_images, len(classes))
-    imgs = split["images"][idx]  # uint8 (B, 3, H, W)
+    return Shown(model, ckpt, dev, classes, labels, idx, split["images"][idx], str(split.get("source", data)))
+
+
+def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_images: int | None = None,
+             device: str = "auto") -> dict:
+    """Draw heatmaps.png and rollout.png and write heatmap_stats.json into out_dir; returns the stats."""
+    model, ckpt, dev, classes, labels, idx, imgs, source = shown_images(checkpoint, data, n_images, device)
     x = normalize(imgs.to(dev))
     logits, cls_map, roll, self_attention = _maps(model, x)
     _, cls_map0, roll0, _ = _maps(untrained_model(ckpt).to(dev), x)
@@ -303,7 +326,7 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
                **{f"untrained_mean_{k}": v.mean().item() for k, v in s_cls0.items()},
                "n_images": len(idx), "grid": [gh, gw],
                "correct": int((preds == labels[idx]).sum()), "mean_cls_self_attention": self_attention}
-    result = {"images": records, "summary": summary, "source": str(split.get("source", data)),
+    result = {"images": records, "summary": summary, "source": source,
               "checkpoint": str(checkpoint),
               "tests": {"attention": compare(s_cls, s_cls0, uniform), "rollout": compare(s_roll, s_roll0, uniform),
                         "peak_on_object": peak_test([r["peak_on_object"] for r in records])},
@@ -336,12 +359,8 @@ def heatmaps(checkpoint: str | Path, data: str | Path, out_dir: str | Path, n_im
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attnlab.vit.heatmaps", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by attnlab.vit.train")
-    ap.add_argument("--data", required=True, help="any CIFAR-10 source; images come from its test split")
+    ap = stage_parser("attnlab.vit.heatmaps", __doc__, "vit-checkpoint", "cifar-test", "n-images", "device")
     ap.add_argument("--out-dir", required=True, help="folder for heatmaps.png, rollout.png, heatmap_stats.json")
-    ap.add_argument("--n-images", type=int, default=None, help="default: the run's heatmaps.n_images (10)")
-    ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     result = heatmaps(args.checkpoint, args.data, args.out_dir, args.n_images, args.device)
     s = result["summary"]

@@ -23,7 +23,6 @@ train_summary.json; until then, and after an interruption, DIR holds only
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Callable
@@ -38,6 +37,7 @@ from attnlab.checkpoint import load_pt
 from attnlab.config import defaults, digest, load_config_file, resolve
 from attnlab.data import DataError
 from attnlab.data.cifar10 import check_prepared
+from attnlab.cli import stage_parser
 from attnlab.errors import cli_main
 from attnlab.runtime import Progress, autocast, make_adamw, seed_everything, weight_decay_groups
 from attnlab.vit.augment import make_policy, mix_batch, normalize, policy_batch, random_crop_flip
@@ -201,12 +201,10 @@ def train(cfg: dict | None, data_dir: str | Path, out_dir: str | Path,
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attnlab.vit.train", description=__doc__.split("\n")[0])
+    ap = stage_parser("attnlab.vit.train", __doc__, "stop-after-epochs")
     ap.add_argument("--data", required=True, help="folder with the prepared train.pt and test.pt")
     ap.add_argument("--config", help="the vit config section (YAML or JSON): {model: ..., train: ...}")
     ap.add_argument("--out-dir", required=True, help="run folder for checkpoint.pt, metrics.csv, curves.png, ...")
-    ap.add_argument("--stop-after-epochs", type=int, default=None,
-                    help="leave after this many new epochs with only the resume state written")
     args = ap.parse_args(argv)
     with training.interruptible(args.out_dir):
         summary = train(load_config_file(args.config), args.data, args.out_dir, args.stop_after_epochs)
