@@ -68,8 +68,8 @@ def test_shared_tinyshakespeare_checksum_and_dialogues():
     assert verify_text(path, SHAKESPEARE_SHA256)["verified"] is True
     text = path.read_text(encoding="utf-8")
     dialogues = split_dialogues(text)
-    seed_dialogues = [d.strip() for d in text.split("\n\n") if d.strip()]  # the seed's all_dialogues, stripped
-    assert dialogues == seed_dialogues and len(dialogues) == 7222
+    starter = [d.strip() for d in text.split("\n\n") if d.strip()]  # the starter code's all_dialogues, stripped
+    assert dialogues == starter and len(dialogues) == 7222
     assert dialogues[0] == "First Citizen:\nBefore we proceed any further, hear me speak."
     assert dialogues[-1].endswith("Whiles thou art waking.")
 

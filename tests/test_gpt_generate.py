@@ -20,7 +20,7 @@ def lively_model(seed=0, dtype=torch.float64):
 
 
 def reference_greedy(model, prefix, n):
-    """The seed's loop: re-run the whole sequence, append the argmax (valid while it fits max_len)."""
+    """The starter code's loop: re-run the whole sequence, append the argmax (valid while it fits max_len)."""
     seq = list(prefix)
     for _ in range(n):
         seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))

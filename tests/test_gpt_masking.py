@@ -13,7 +13,7 @@ from test_gpt_train import corpus, straight  # noqa: F401 (fixtures: a trained t
 
 
 def reference_masked_greedy(model, prefix, n, banned):
-    """The seed's loop with the banned logits removed by hand (valid while the sequence fits max_len)."""
+    """The starter code's loop with the banned logits removed by hand (valid while the sequence fits max_len)."""
     seq = list(prefix)
     for _ in range(n):
         logits = model(torch.tensor([seq]))[0, -1].clone()

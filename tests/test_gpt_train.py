@@ -283,7 +283,7 @@ def test_generate_cli_writes_samples_and_speed(corpus, straight, tmp_path):
     assert [s["prompt"] for s in res["samples"]] == ["ROMEO:", "First Citizen:"]
     model, _ = load_checkpoint(straight[0] / "checkpoint.pt")
     tok = corpus[1]
-    for s in res["samples"]:  # the seed's greedy loop, independently
+    for s in res["samples"]:  # the starter code's greedy loop, independently
         ids = tok.encode(s["prompt"])
         for _ in range(7):
             ids.append(int(model(torch.tensor([ids[-model.max_len:]]))[0, -1].argmax()))

@@ -13,7 +13,7 @@ B, T, D, H = 3, 7, 32, 4
 
 
 def prev_token_mask(t: int) -> torch.Tensor:
-    """The seed's test-3 mask: every token sees itself and the token before it."""
+    """The starter code's test-3 mask: every token sees itself and the token before it."""
     return (torch.eye(t) + torch.diag(torch.ones(t - 1), -1)).long()
 
 
@@ -32,7 +32,7 @@ def copy_into_torch_mha(ours: MultiHeadedAttention) -> nn.MultiheadAttention:
     return ref
 
 
-# --- the seed's three checks -------------------------------------------------
+# --- the starter code's three checks -------------------------------------------------
 
 def test_seed_check_1_output_sizes():
     x = torch.randn(B, T, D)
@@ -98,7 +98,7 @@ def test_vectorized_mha_matches_torch_multihead_attention(masked, need_weights):
     if masked:
         mask = torch.ones(T, T).tril().long()  # causal
     out, A = ours(x, mask, need_weights=need_weights)
-    # torch's attn_mask uses True = NOT allowed, the opposite of the seed's convention
+    # torch's attn_mask uses True = NOT allowed, the opposite of the starter code's convention
     ref_out, ref_A = ref(x, x, x, attn_mask=None if mask is None else mask == 0,
                          need_weights=True, average_attn_weights=False)
     assert (out - ref_out).abs().max() <= 1e-5

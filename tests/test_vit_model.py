@@ -25,7 +25,7 @@ def test_patch_embed_equals_explicit_split_and_linear():
     pe = PatchEmbed(img_size=32, patch_size=4, in_chans=3, dim=128)
     x = torch.randn(2, 3, 32, 32)
     out = pe(x)
-    assert out.shape == (2, 64, 128)  # the seed's example: 64 patches of size 128
+    assert out.shape == (2, 64, 128)  # the starter code's example: 64 patches of size 128
     # Reference: cut the 4x4 patches row by row, flatten each (C, p, p), project with nn.Linear.
     lin = nn.Linear(48, 128)
     with torch.no_grad():

@@ -1,16 +1,16 @@
-"""Attention and the transformer stack, from scratch (seed Problem 2).
+"""Attention and the transformer stack, from scratch (homework Problem 2).
 
 Classes in dependency order: AttentionHead -> MultiHeadedAttention -> FFN ->
 AttentionResidual -> Transformer.
 
-Masks follow the seed's convention: ``attn_mask[i, j] == 1`` (or True) means
+Masks follow the starter code's convention: ``attn_mask[i, j] == 1`` (or True) means
 query i may attend to key j, 0 means it may not and its weight is exactly 0.
 A mask is (Tq, Tk) for the whole batch or (B, Tq, Tk) per example. A query row
 with no allowed key gets all-zero weights and a zero output (never NaN), which
 is what a padding token should contribute.
 
-MultiHeadedAttention holds its weights once, as the seed's per-head modules,
-and has two paths over them: the per-head loop the seed teaches, and a
+MultiHeadedAttention holds its weights once, as the starter code's per-head modules,
+and has two paths over them: the per-head loop the homework teaches, and a
 vectorized path that runs every head in one batched product (through
 ``scaled_dot_product_attention`` when the maps are not needed).
 """
@@ -54,7 +54,7 @@ def masked_softmax(scores: Tensor, mask: Optional[Tensor]) -> Tensor:
 
 
 class AttentionHead(nn.Module):
-    """One head of scaled dot-product self-attention (seed 2a).
+    """One head of scaled dot-product self-attention (homework 2a).
 
     forward(x (B, T, d_in)) -> out (B, T, d_k) = A V, A (B, T, T).
     """
@@ -74,7 +74,7 @@ class AttentionHead(nn.Module):
 
 
 class MultiHeadedAttention(nn.Module):
-    """Concat(head_1(x), ..., head_n(x)) W_O, with W_O of shape (n_heads*d_k, d_out) (seed 2b).
+    """Concat(head_1(x), ..., head_n(x)) W_O, with W_O of shape (n_heads*d_k, d_out) (homework 2b).
 
     ``impl``, fixed at construction, picks the path: "vectorized" (default) or
     "loop". Both read the same parameters, so one path's state_dict loads into
@@ -112,7 +112,7 @@ class MultiHeadedAttention(nn.Module):
         self.impl = impl
         self._fused_cache: Optional[tuple] = None  # see _fused_weights
 
-    # The loop path is the seed's: each head on its own, then concatenate.
+    # The loop path is the starter code's: each head on its own, then concatenate.
     def _forward_loop(self, x: Tensor, attn_mask: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         outs, maps = zip(*(head(x, attn_mask) for head in self.heads))
         return self.W_O(torch.cat(outs, dim=-1)), torch.stack(maps, dim=1)
@@ -190,7 +190,7 @@ class MultiHeadedAttention(nn.Module):
 
 
 class FFN(nn.Module):
-    """LayerNorm -> Linear -> GELU -> Linear (-> Dropout), the seed's feed-forward block."""
+    """LayerNorm -> Linear -> GELU -> Linear (-> Dropout), the starter code's feed-forward block."""
 
     def __init__(self, d_model: int, d_hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -205,11 +205,11 @@ class FFN(nn.Module):
 
 
 class AttentionResidual(nn.Module):
-    """x + MHA(x), then + FFN(...), as the seed's block.
+    """x + MHA(x), then + FFN(...), as the starter code's block.
 
-    The seed's FFN normalises its input but attention does not. ``pre_norm``
+    The starter code's FFN normalises its input but attention does not. ``pre_norm``
     adds a LayerNorm in front of attention too (the usual pre-LN block), which
-    trains more stably; ``pre_norm=False`` is the seed's block exactly.
+    trains more stably; ``pre_norm=False`` is the starter code's block exactly.
     ``drop_path`` > 0 is stochastic depth (Huang et al. 2016): while training,
     each branch's output is dropped for a whole example with that probability
     and scaled by 1/(1-p) otherwise (torchvision's ``StochasticDepth``, "row").
@@ -249,7 +249,7 @@ class AttentionResidual(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Successive AttentionResidual layers (seed 2c).
+    """Successive AttentionResidual layers (homework 2c).
 
     forward(x (B, T, d_model), attn_mask=None, return_attention=False)
       -> out (B, T, d_model), or (out, maps (B, n_layers, n_heads, T, T)).

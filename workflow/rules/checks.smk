@@ -1,4 +1,4 @@
-# Seed Problem 2: the attention modules' checks, recorded as JSON + a mask figure.
+# Homework Problem 2: the attention modules' checks, recorded as JSON + a mask figure.
 
 rule module_checks:
     output:

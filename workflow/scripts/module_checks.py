@@ -1,4 +1,4 @@
-"""Rule module_checks: the seed's Problem 2 checks of the attention modules."""
+"""Rule module_checks: the starter code's Problem 2 checks of the attention modules."""
 import os
 
 from _stage import run_stage

@@ -2,7 +2,7 @@
 
 Three implementations with identical weights, timed in one process with
 torch.utils.benchmark (which warms up and picks the repetition count):
-the seed's per-head loop, our vectorized path, and torch's own module.
+the starter code's per-head loop, our vectorized path, and torch's own module.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DialogueGPT throughput: training tokens/s and greedy generation, plain vs KV-cached (seed 4e).
+"""DialogueGPT throughput: training tokens/s and greedy generation, plain vs KV-cached (homework 4e).
 
     python -m attnlab.bench gpt [--preset cpu|gpu] [--new-tokens 250] [--threads 2]
 

@@ -1,4 +1,4 @@
-"""attention_mask.png: the seed's test-3 mask beside the attention map it produces."""
+"""attention_mask.png: the starter code's test-3 mask beside the attention map it produces."""
 
 from __future__ import annotations
 

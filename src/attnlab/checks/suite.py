@@ -1,4 +1,4 @@
-"""The seed's Problem 2 checks, run on attnlab.transformer and recorded.
+"""The starter code's Problem 2 checks, run on attnlab.transformer and recorded.
 
 Each check returns a ``CheckResult``: a name, whether it passed, a one-line
 detail that states what was measured (shapes, max abs error, tolerance) so
@@ -57,7 +57,7 @@ class CheckResult:
 
 
 def previous_token_mask(T: int) -> torch.Tensor:
-    """The seed's test-3 mask: token i may attend to itself and to token i-1 only. (T, T) long."""
+    """The starter code's test-3 mask: token i may attend to itself and to token i-1 only. (T, T) long."""
     i = torch.arange(T)
     return ((i[:, None] == i[None, :]) | (i[:, None] == i[None, :] + 1)).long()
 
@@ -167,7 +167,7 @@ def run_suite(cfg: ChecksConfig = ChecksConfig()) -> tuple[list[CheckResult], di
                                 {"out": (B, T, d_out), "A": (B, H, T, T)})
 
         def W_O_shape() -> CheckResult:
-            # nn.Linear stores weight as (out, in); as the seed's matrix W_O it is weight.T.
+            # nn.Linear stores weight as (out, in); as the starter code's matrix W_O it is weight.T.
             got = tuple(mha.W_O.weight.T.shape)
             want = (H * d_k, d_out)
             return CheckResult("W_O_shape", got == want,

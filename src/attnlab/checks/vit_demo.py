@@ -1,4 +1,4 @@
-"""Seed Problem 3b, demonstrated: a ViT built for 32x32 images with sine-cosine
+"""Homework Problem 3b, demonstrated: a ViT built for 32x32 images with sine-cosine
 position embeddings runs unchanged on 64x64 images (4x the patch tokens),
 while the learned table stops at the size it was built for.
 """

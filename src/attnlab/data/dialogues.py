@@ -1,4 +1,4 @@
-"""Dialogue dataset and the seed's collate (Problem 4b): right padding plus a 0/1 mask.
+"""Dialogue dataset and the starter code's collate (Problem 4b): right padding plus a 0/1 mask.
 
 Torch only (no nltk): the GPT trainer imports this with the prepared ids.
 """

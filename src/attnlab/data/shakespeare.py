@@ -1,4 +1,4 @@
-"""tiny-shakespeare: checksum, dialogues (the seed's ``all_dialogues``) and a deterministic split."""
+"""tiny-shakespeare: checksum, dialogues (the starter code's ``all_dialogues``) and a deterministic split."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def verify_text(path: str | os.PathLike, sha256: str | None) -> dict:
 def split_dialogues(text: str) -> list[str]:
     """The blank-line separated blocks of ``text`` (speaker line + speech), stripped, empties dropped.
 
-    The seed's notebook takes ``text.split("\\n\\n")``; stripping only removes the
+    The starter code's notebook takes ``text.split("\\n\\n")``; stripping only removes the
     stray newline where three newlines meet, so the blocks are the same ones.
     """
     return [block.strip() for block in text.split("\n\n") if block.strip()]

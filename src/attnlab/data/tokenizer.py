@@ -1,4 +1,4 @@
-"""Word-level tokenizer of the seed (Problem 4a): NLTK word_tokenize without any NLTK data.
+"""Word-level tokenizer of the starter code (Problem 4a): NLTK word_tokenize without any NLTK data.
 
 ``nltk.word_tokenize`` sentence-splits with the pretrained Punkt model (the
 ``punkt_tab`` download) and then runs NLTK's improved Treebank tokenizer on

@@ -1,4 +1,4 @@
-"""DialogueGPT on tiny-shakespeare dialogues (seed Problem 4).
+"""DialogueGPT on tiny-shakespeare dialogues (homework Problem 4).
 
 Modules: ``model`` (DialogueGPT, DialogueLoss, load_checkpoint), ``scoring``
 (the validation / evaluation scorer shared by trainer and evaluator),

@@ -1,10 +1,10 @@
-"""DialogueGPT: a word-level GPT on the from-scratch Transformer (seed Problem 4c-4e).
+"""DialogueGPT: a word-level GPT on the from-scratch Transformer (homework Problem 4c-4e).
 
 token embedding + learned absolute positions -> Transformer (pre-LN blocks,
 causal mask combined with the padding mask) -> final LayerNorm -> LM head,
 whose weight is the token embedding's by default (``tie_weights``).
 
-``generate`` is the seed's greedy loop (or seeded top-k sampling) with two
+``generate`` is the starter code's greedy loop (or seeded top-k sampling) with two
 paths over the same weights: ``use_cache=False`` re-encodes the whole context
 for every new token, ``use_cache=True`` keeps every layer's keys and values
 (the ``cache`` API of :mod:`attnlab.transformer`); both use the same context
@@ -152,7 +152,7 @@ class DialogueGPT(nn.Module):
     ) -> list[int]:
         """Return ``prefix_ids`` followed by ``num_tokens`` generated token ids.
 
-        ``temperature == 0`` is the seed's greedy decoding (argmax); otherwise
+        ``temperature == 0`` is the starter code's greedy decoding (argmax); otherwise
         the next token is sampled from softmax(logits / temperature),
         restricted to the ``top_k`` most likely tokens when given, with a
         private generator seeded by ``seed`` (reproducible, leaves the global
@@ -249,7 +249,7 @@ def token_nll(logits: Tensor, input_ids: Tensor, input_mask: Optional[Tensor] = 
 
 
 class DialogueLoss(nn.Module):
-    """Mean next-token cross-entropy over the real (non-padding) targets (seed 4d).
+    """Mean next-token cross-entropy over the real (non-padding) targets (homework 4d).
 
     forward(logits (B, T, V), input_ids (B, T), input_mask (B, T) | None) -> scalar.
     A batch without a real target gives NaN (0 / 0), as ``F.cross_entropy``'s mean

@@ -1,11 +1,11 @@
-"""The seed's Problem 1 models, written to be timed, and their analytic flop counts.
+"""The starter code's Problem 1 models, written to be timed, and their analytic flop counts.
 
-Conventions: vectors are rows, so the seed's ``W x_t`` is ``x[t] @ W.T``;
+Conventions: vectors are rows, so the starter code's ``W x_t`` is ``x[t] @ W.T``;
 inputs are x (T, d). Weights are (out, in) like nn.Linear's.
 
 * RNN (eq. 1-2, phi_h = phi_y = identity, zero biases): a Python loop over t,
   one step at a time, as the recurrence forces.
-* The seed's self-attention (eq. 3-4) exactly as written. Note that
+* The starter code's self-attention (eq. 3-4) exactly as written. Note that
   alpha_t = (1/sqrt(T)) sum_j (Q x_t)^T (K x_j) is one scalar per t and
   y_t = sum_j e^{alpha_j} V x_j / sum_j e^{alpha_j} does not depend on t.
   ``attention_naive`` evaluates the formulas literally (O(T^2 d), in chunks of

@@ -1,4 +1,4 @@
-"""rnn_vs_attention stage: measurements behind the seed's Problem 1.
+"""rnn_vs_attention stage: measurements behind the starter code's Problem 1.
 
 (i) Forward time and counted flops against T for the starter code's RNN
 (step by step), its attention computed naively and rearranged, and standard

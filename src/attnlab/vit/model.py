@@ -1,13 +1,13 @@
-"""Vision Transformer for CIFAR-sized images (seed Problem 3), timm style.
+"""Vision Transformer for CIFAR-sized images (homework Problem 3), timm style.
 
 x (B, C, H, W) -> PatchEmbed -> (B, N, dim) -> prepend class token -> add
 positional embedding -> Transformer (pre-norm) -> LayerNorm -> head on the
 class token -> logits (B, num_classes).
 
 Two positional embeddings:
-- "learned" (the seed's): one trained vector per position, so the model only
+- "learned" (the starter code's): one trained vector per position, so the model only
   accepts the patch grid it was built for.
-- "sincos" (the seed's question 3b): a fixed 2-D sine-cosine code computed at
+- "sincos" (the starter code's question 3b): a fixed 2-D sine-cosine code computed at
   forward time from the actual patch grid, so there is no maximum length and a
   model built for 32x32 images runs unchanged on 64x64 ones.
 """
