@@ -245,7 +245,7 @@ def _fetch(url: str, dest: Path, algorithm: str, timeout: float, stream, last_da
             while block := read(_CHUNK):
                 n += len(block)
                 if n > cap:
-                    raise _TooLarge(f"the server sent over {n} bytes")
+                    raise _TooLarge(f"the server sent over {cap} bytes")  # n jumps by up to a chunk
                 if watchdog.expired or time.monotonic() >= ends:
                     raise _Expired(n)
                 fh.write(block)
