@@ -61,7 +61,7 @@ def test_official_pixel_layout_is_channel_planes():
     images, labels = _batch_arrays({b"data": row[None], b"labels": [7]}, "test_batch", "x")
     assert labels.tolist() == [7]
     img = images[0]
-    assert img[0].unique().tolist() == [10] and img[1].unique().tolist() == [20]
+    assert np.unique(img[0]).tolist() == [10] and np.unique(img[1]).tolist() == [20]
     assert img[2, 0, 5].item() == 5 and img[2, 1, 0].item() == 32  # B plane, row 1 starts at 32
 
 

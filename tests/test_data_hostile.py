@@ -90,15 +90,6 @@ def peak_rss_mb(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return int(kib) / 1024, subprocess.CompletedProcess(args, int(rc), "", proc.stderr)
 
 
-@pytest.fixture(scope="module")
-def import_baseline_mb():
-    """What importing the prepare stage's code costs (torch and torchvision map ~0.8 GiB of libraries)."""
-    mb, proc = peak_rss_mb(["-c", "import attnlab.data.__main__, attnlab.data.cifar10, attnlab.data.images, "
-                                  "torchvision.io, PIL.Image"])
-    assert proc.returncode == 0, proc.stderr
-    return mb
-
-
 def _bomb_tar(path: Path, name: str, size: int, tiny_official: dict | None = None) -> Path:
     with tarfile.open(path, "w:gz", compresslevel=1) as tf:
         for n, blob in (tiny_official or {}).items():
@@ -109,8 +100,9 @@ def _bomb_tar(path: Path, name: str, size: int, tiny_official: dict | None = Non
 
 @pytest.mark.parametrize("case", ["batch-2GiB", "image-2GiB", "unnamed-1.5GiB", "sparse-64GiB", "huge-jpeg",
                                   "huge-png"])
-def test_bombs_stay_small_and_are_named(case, tmp_path, import_baseline_mb):
-    """Each bomb is refused with one line naming the limit, and costs < 500 MB over the import baseline."""
+def test_bombs_stay_small_and_are_named(case, tmp_path):
+    """Each bomb is refused with one line naming the limit, with a peak below 500 MB in all: the stage reads
+    and checks a source before it loads torch, so a refused one never costs torch's ~0.8 GiB either."""
     out = tmp_path / "out"
     if case == "batch-2GiB":  # the issue's case: a 2 GiB zero member in a ~2 MB .tar.gz
         src = _bomb_tar(tmp_path / "c.tar.gz", "cifar-10-batches-py/data_batch_1", 2 << 30)
@@ -142,10 +134,9 @@ def test_bombs_stay_small_and_are_named(case, tmp_path, import_baseline_mb):
                             "--out-dir", str(out)])
     seconds = time.perf_counter() - start
     line = error_line(proc.stderr)
-    print(f"{case}: peak {mb:.0f} MiB, import baseline {import_baseline_mb:.0f} MiB, "
-          f"+{mb - import_baseline_mb:.0f} MiB, {seconds:.1f}s: {line}")
+    print(f"{case}: peak {mb:.0f} MiB, {seconds:.1f}s: {line}")
     assert proc.returncode == 2 and re.search(expected, line), line
-    assert mb - import_baseline_mb < 500, f"{case}: {mb:.0f} MiB peak vs {import_baseline_mb:.0f} MiB to import"
+    assert mb < 500, f"{case}: {mb:.0f} MiB peak"
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -950,7 +941,7 @@ def test_a_forbidden_global_is_named_not_called_corrupt(payload, named, tmp_path
     (["download-shakespeare", "--url", "file:///nonexistent/input.txt", "--out", "{t}/i.txt", "--retries", "1"],
      "could not download file:///nonexistent/input.txt"),
     (["download-shakespeare", "--url", "file:///dev/zero", "--sha256", "null", "--out", "{t}/i.txt",
-      "--max-mb", "1"], "the server sent over 2097152 bytes, more than the 1 MiB limit"),
+      "--max-mb", "1"], "the server sent over 1048576 bytes, more than the 1 MiB limit"),
     (["prepare-cifar10", "--source", "{t}", "--out-dir", "{t}/out"], "has an unknown layout"),
     (["prepare-cifar10", "--source", "/dev/null", "--out-dir", "{t}/out"], "is neither a file nor a folder"),
     (["build-vocab", "--text", "/dev/zero", "--sha256", "null", "--out-dir", "{t}/out"], "is not a regular file"),

@@ -41,13 +41,15 @@ import pickle
 import sys
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from attnlab.checkpoint import load_pt
 from attnlab.data import CIFAR10_MD5, CIFAR10_URL, DataError
 from attnlab.data.archive import is_tar, iter_tar, read_file
 from attnlab.io import file_digest, torch_save, write_json
+
+if TYPE_CHECKING:  # imported where tensors are made, so a source refused while read never loads it
+    import torch
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
@@ -196,6 +198,8 @@ def check_classes(classes, path: Path) -> None:
 
 def check_prepared(data, pt: Path) -> None:
     """Refuse a prepared split that is not {"images": uint8 (N,3,32,32), "labels": int64 (N,) in 0..9, classes}."""
+    import torch
+
     rerun = "rerun `python -m attnlab.data prepare-cifar10`"
     if not isinstance(data, dict):
         raise DataError(f"{pt} holds a {type(data).__name__}, not a prepared CIFAR-10 split; {rerun}")
@@ -220,7 +224,7 @@ def check_prepared(data, pt: Path) -> None:
                         f"{int(labels.max())}); {rerun}")
 
 
-def check_overlap(train: torch.Tensor, test: torch.Tensor, path: Path, stream) -> dict:
+def check_overlap(train: "torch.Tensor", test: "torch.Tensor", path: Path, stream) -> dict:
     """Test images that are exact pixel copies of training images: refused above ``OVERLAP_LIMIT``, else warned."""
     seen = {hashlib.sha256(img.numpy().tobytes()).digest() for img in train}
     shared = [i for i, img in enumerate(test) if hashlib.sha256(img.numpy().tobytes()).digest() in seen]
@@ -313,7 +317,9 @@ class _Reader:
         from attnlab.data.images import ImageDecoder
 
         self.path, self.splits = path, splits
-        self.batches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        # name -> numpy (images (N, 3, 32, 32) uint8, labels (N,) int64); torch comes in at finish(), so a
+        # source refused while it is read costs no more memory than reading it
+        self.batches: dict[str, tuple] = {}
         self.classes: list[str] | None = None
         self.roots: set[tuple[str, ...]] = set()
         self.n_images = {s: 0 for s in SPLITS}
@@ -346,7 +352,7 @@ class _Reader:
             elif name in OFFICIAL_TRAIN and "train" in self.splits or name == "test_batch" and "test" in self.splits:
                 self.batches[name] = _batch_arrays(_unpickle(blob, name, self.path), name, self.path)
             else:
-                self.batches[name] = (torch.empty(0), torch.empty(0))  # present; not asked for
+                self.batches[name] = (None, None)  # present; not asked for
         else:
             split, cls = parts[-3], parts[-2]
             self.images.add((split, cls, name), f"{split}/{cls}/{name}", blob)
@@ -373,15 +379,20 @@ class _Reader:
         return kind, self._imagefolder_splits()
 
     def _official_split(self, split: str) -> dict:
+        import numpy as np
+        import torch
+
         names = OFFICIAL_TRAIN if split == "train" else ("test_batch",)
-        images = torch.cat([self.batches[n][0] for n in names])
-        labels = torch.cat([self.batches[n][1] for n in names])
+        images = torch.from_numpy(np.concatenate([self.batches[n][0] for n in names]))
+        labels = torch.from_numpy(np.concatenate([self.batches[n][1] for n in names]))
         if len(labels) > MAX_IMAGES[split]:
             raise DataError(f"{self.path} holds {len(labels)} {split} images, more than CIFAR-10's "
                             f"{MAX_IMAGES[split]}; it is not CIFAR-10")
         return {"images": images.contiguous(), "labels": labels, "classes": self.classes}
 
     def _imagefolder_splits(self) -> dict:
+        import torch
+
         decoded = self.images.finish()
         keys = {s: sorted(k for k in decoded if k[0] == s) for s in self.splits}  # (split, class, file name)
         class_sets = {s: sorted({c for _, c, _ in keys[s]}) for s in self.splits}
@@ -491,8 +502,8 @@ def _meta_classes(meta: dict, path: Path) -> list[str]:
     return classes
 
 
-def _batch_arrays(batch: dict, name: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 (N,3,32,32), labels int64 (N,)) of one official batch, its types and values checked."""
+def _batch_arrays(batch: dict, name: str, path: Path) -> tuple:
+    """numpy (images uint8 (N,3,32,32), labels int64 (N,)) of one official batch, its types and values checked."""
     import numpy as np
 
     if b"data" not in batch or b"labels" not in batch:
@@ -510,5 +521,5 @@ def _batch_arrays(batch: dict, name: str, path: Path) -> tuple[torch.Tensor, tor
     if labels and (min(labels) < 0 or max(labels) >= len(CLASSES)):
         raise DataError(f"{name} in {path}: labels outside 0..{len(CLASSES) - 1} (min {min(labels)}, "
                         f"max {max(labels)})")
-    images = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, 3, 32, 32)  # R, G, B planes, row-major
-    return images, torch.tensor(labels, dtype=torch.int64)
+    images = np.ascontiguousarray(data).reshape(-1, 3, 32, 32)  # R, G, B planes, row-major
+    return images, np.asarray(labels, dtype=np.int64)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Hashable
-
-import torch
+from typing import TYPE_CHECKING, Hashable
 
 from attnlab.data import DataError
+
+if TYPE_CHECKING:  # imported where images are decoded, not where headers are checked
+    import torch
 
 FORMATS = ("JPEG", "PNG")
 
@@ -31,23 +32,27 @@ class ImageDecoder:
 
     def __init__(self, where: str, size: tuple[int, int] = (32, 32), chunk: int = 1024) -> None:
         self.where, self.size, self.chunk = where, size, chunk
-        self.decoded: dict[Hashable, torch.Tensor] = {}
+        # numpy (3, H, W) arrays, or tensors from the batched decoder: torch is imported only once images
+        # are decoded, so a source refused on its headers costs no more memory than reading them
+        self.decoded: dict[Hashable, object] = {}
         self._pending: list[tuple[Hashable, str, bytes]] = []
-        self._batch = _batched_jpeg_decoder()
+        self._batch = None  # the batched JPEG decoder, made at the first batch
 
     def add(self, key: Hashable, name: str, blob: bytes) -> None:
         """Check ``blob``'s header (``name`` is how messages call the file); decode it now or in the next batch."""
         with self._open(name, blob) as im:
-            if im.format == "JPEG" and self._batch is not None:
+            if im.format == "JPEG":
                 self._pending.append((key, name, blob))
             else:
                 self.decoded[key] = self._pil(im, name)
         if len(self._pending) >= self.chunk:
             self._flush()
 
-    def finish(self) -> dict[Hashable, torch.Tensor]:
+    def finish(self) -> dict[Hashable, "torch.Tensor"]:
+        import torch
+
         self._flush()
-        return self.decoded
+        return {k: torch.from_numpy(v) if not isinstance(v, torch.Tensor) else v for k, v in self.decoded.items()}
 
     def _open(self, name: str, blob: bytes):
         from PIL import Image, UnidentifiedImageError
@@ -70,7 +75,8 @@ class ImageDecoder:
                             f"(refused before decoding)")
         return im
 
-    def _pil(self, im, name: str) -> torch.Tensor:
+    def _pil(self, im, name: str):
+        """The image as a uint8 numpy array (3, H, W)."""
         import numpy as np
         from PIL import UnidentifiedImageError
 
@@ -82,12 +88,14 @@ class ImageDecoder:
         if array.shape[:2] != self.size[::-1]:
             raise DataError(f"{self.where}: {name} decodes to {array.shape[1]}x{array.shape[0]}, not the "
                             f"{self.size[0]}x{self.size[1]} its header declares")
-        return torch.from_numpy(array.transpose(2, 0, 1).copy())  # (3, H, W)
+        return array.transpose(2, 0, 1).copy()  # (3, H, W)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        if self._batch is None:
+            self._batch = _batched_jpeg_decoder() or (lambda blobs: [None] * len(blobs))  # no torchvision: PIL
         try:
             batch = self._batch([blob for _, _, blob in pending])
         except RuntimeError:  # one bad file fails the batch: PIL below names it
@@ -104,6 +112,8 @@ def _batched_jpeg_decoder():
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:
         return None
+
+    import torch
 
     def decode(blobs: list[bytes]) -> list[torch.Tensor]:
         data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
