@@ -226,7 +226,8 @@ def _vit_run(out: Path, run: str, seed: int, data_source: str) -> None:
     _write_json(out / "train_summary.json", {
         "device": "cpu", "hardware": "Test CPU (2 cores)", "n_params": 123456 + seed, "epochs": epochs,
         "planned_epochs": epochs, "time_budget_s": 540, "stopped_by_budget": False, "weights": "raw",
-        "train_seconds": 333.3 + seed, "final_val_acc": 0.49, "n_val": n_test, "config_digest": "abc123vit000"})
+        "train_seconds": 333.3 + seed, "final_val_acc": 0.49, "n_val": n_test,
+        "digests": {"config": "abc123vit000", "train.pt": "1" * 64, "test.pt": "2" * 64}})
     _write_json(out / "eval.json", {
         "test_accuracy": acc, "n_test": n_test, "source": data_source, "classes": CLASSES, "epoch": epochs,
         "per_class": {c: conf[i, i].item() / conf[i].sum().item() for i, c in enumerate(CLASSES)},
@@ -262,7 +263,8 @@ def _gpt_run(out: Path, run: str, seed: int) -> None:
     _write_json(out / "train_summary.json", {
         "device": "cpu", "hardware": "Test CPU (2 cores)", "n_params": 98765 + seed, "epochs": 3,
         "planned_epochs": 3, "time_budget_s": 780, "kept_epoch": 3, "selection": "best_val_loss",
-        "weights": "raw", "train_seconds": 444.4 + seed, "config_digest": "abc123gpt000"})
+        "weights": "raw", "train_seconds": 444.4 + seed,
+        "digests": {"config": "abc123gpt000", "dialogues.pt": "3" * 64, "vocab": "4" * 64}})
     loss = 3.9123 - 0.1 * seed
     _write_json(out / "eval.json", {
         "val_loss": loss, "val_perplexity": math.exp(loss), "val_bits_per_char": 2.0413 + 0.1 * seed,
@@ -598,7 +600,7 @@ def test_numbers_from_the_results_appear(built):
     assert_in(gen["samples"][0]["text"], text)
     sp = gen["speed"]
     assert_in(f"ran at {fx(sp['plain_tokens_per_s'], 0)} tokens/s, with the cache at "
-              f"{fx(sp['cached_tokens_per_s'], 0)} tokens/s ({fx(sp['speedup'])}×), with identical tokens: yes", text)
+              f"{fx(sp['cached_tokens_per_s'], 0)} tokens/s ({fx(sp['speedup'])}×), giving the same tokens.", text)
     ge = _load(R["gpt"]["main"]["eval"])
     assert "baseline" not in ge
     assert_in("This evaluation has no n-gram baseline beside the model", text)
@@ -708,7 +710,7 @@ def test_heatmap_wording_follows_the_tests(built, tmp_path):
         assert_in(f"{name} {pct(r['trained'])} {pct(r['untrained'])} {pct(r['uniform'])} "
                   f"{pval(r['p_vs_untrained'])} {pval(r['p_vs_uniform'])}", text)
     assert 2 / 16 <= t["center_mass"]["p_vs_untrained"]  # four images: p never below 0.125, so never "clearly"
-    assert_in("no difference these 4 images can show", text)
+    assert_in("a share these 4 images cannot tell from chance", text)
     assert squash("clearly more weight") not in text and squash("clearly less") not in text
     assert_in("with 4 images p cannot fall below 0.1250", text)
 
@@ -734,7 +736,7 @@ def test_generation_explanation_follows_the_batch_ratio(built, tmp_path):
     assert_in(f"yet took {fx(q)} times as long: it grows far more slowly than the work", text)
     assert_in(f"put the fixed part at {pct(overhead, 0)} of a batch-1 step", text)
     assert_in(f"The {LIKE['T']} steps took {fx(LIKE['steps_over_forward'], 1)} times as long as one pass over the "
-              "same tokens, and predicted the same tokens: yes", text)
+              "same tokens, and predicted the same tokens.", text)
     assert_in(f"{sig(LIKE['seconds']['forward'] * 1000)} ms ({sig(LIKE['seconds_min']['forward'] * 1000)}–"
               f"{sig(LIKE['seconds_max']['forward'] * 1000)})", text)
     assert squash("memory-bound") not in text and squash("bandwidth") not in text
@@ -1009,6 +1011,10 @@ def test_tiny_pipeline_writeup(tiny_run):
         facts = stage(inputs, Path(tmp))
     check_summary_box(pdf, inputs, facts)
     text = pdf_text(pdf)
+    # the appendix names the config digest each trainer recorded, as the trainers write it
+    vit_digest = _load(inputs["results"]["vit"]["main"]["train_summary"])["digests"]["config"]
+    gpt_digest = _load(inputs["results"]["gpt"]["main"]["train_summary"])["digests"]["config"]
+    assert_in(f"ViT main {vit_digest}, GPT main {gpt_digest}", text)
     for rule, runs in inputs["results"]["benchmarks"].items():
         for run, path in runs.items():
             s = benchmark_seconds(path)
