@@ -710,7 +710,7 @@ def test_heatmap_wording_follows_the_tests(built, tmp_path):
         assert_in(f"{name} {pct(r['trained'])} {pct(r['untrained'])} {pct(r['uniform'])} "
                   f"{pval(r['p_vs_untrained'])} {pval(r['p_vs_uniform'])}", text)
     assert 2 / 16 <= t["center_mass"]["p_vs_untrained"]  # four images: p never below 0.125, so never "clearly"
-    assert_in("a share these 4 images cannot tell from chance", text)
+    assert_in("no difference that these 4 images can detect", text)
     assert squash("clearly more weight") not in text and squash("clearly less") not in text
     assert_in("with 4 images p cannot fall below 0.1250", text)
 
