@@ -66,3 +66,4 @@ rule all:
         "results/theory/rnn_vs_attention.json",
         vit_run_files(),
         gpt_run_files(),
+        view_files(),

@@ -32,6 +32,7 @@ PROVIDERS = {
     "nltk": {"nltk"},
     "typst": {"typst"},
     "jsonschema": {"jsonschema"},
+    "playwright": {"playwright"},
 }
 
 

@@ -209,21 +209,32 @@ def test_gpt_page_shows_a_clicked_tokens_attention_over_earlier_tokens_only(tiny
 
 
 def test_screenshots_of_every_view_are_kept_in_the_runs_results(tiny_run, browser):
+    """Through the pipeline's own rule (explore_views), as `explore.screenshots` schedules it."""
     res = tiny_run.workdir / "results"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ATTNLAB_CHROMIUM": _chromium()}
     expected = {"vit": {"cls_mean", "layer1_head1", "patch_query", "rollout"},
                 "gpt": {"all_lines", "token_query", "last_layer_head1"}}
+    folders = {family: res / family / "main" / "attention_views" for family in expected}
+    targets = [str(f.relative_to(tiny_run.workdir)) for f in folders.values()]
+    tiny_run.extra_env["ATTNLAB_CHROMIUM"] = _chromium()
+    try:
+        tiny_run.snakemake(*targets)
+    finally:
+        del tiny_run.extra_env["ATTNLAB_CHROMIUM"]
     for family, views in expected.items():
-        page = res / family / "main" / "attention.html"
-        proc = subprocess.run([sys.executable, "-m", "attnlab.explore", "views", "--page", str(page)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        folder = page.parent / "attention_views"
-        pngs = {p.stem: p.read_bytes() for p in folder.glob("*.png")}
+        pngs = {p.stem: p.read_bytes() for p in folders[family].glob("*.png")}
         assert set(pngs) == views
         assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in pngs.values())
         assert len(set(pngs.values())) == len(views)  # each view looks different
-        print(f"\n[explore] screenshots of {page.relative_to(res)}: {folder}")
+        assert (res / "logs" / "explore_views" / f"{family}_main.log").is_file()
+        print(f"\n[explore] screenshots of {family}/main/attention.html: {folders[family]}")
+    # the Snakemake report of those targets carries them, with their caption
+    out = tiny_run.workdir / "report-views.html"
+    tiny_run.snakemake("--report", str(out), *targets)
+    text = out.read_text()
+    for family, views in expected.items():
+        for view in views:
+            assert f'"results/{family}/main/attention_views/{view}.png"' in text
+    assert "taken in headless Chromium from the page on disk with the network off" in text
 
 
 def test_a_page_that_asks_the_network_stops_the_screenshots_and_leaves_none(tiny_run, browser, tmp_path):
@@ -236,3 +247,10 @@ def test_a_page_that_asks_the_network_stops_the_screenshots_and_leaves_none(tiny
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
     assert "example.invalid" in proc.stderr  # refused by the page's own policy, and named
     assert not (tmp_path / "attention_views").exists()
+
+
+def test_explore_screenshots_auto_plans_them_where_a_browser_is(browser, tmp_path):
+    from test_explore_pipeline import _planned_views
+
+    env = {**os.environ, "ATTNLAB_CHROMIUM": _chromium()}
+    assert _planned_views(tmp_path, "auto", env) == {"vit/main", "gpt/main"}

@@ -1,15 +1,21 @@
 """The explorer pages in the pipeline: built for every run, rebuilt only when their inputs or code change,
-and carried by ``snakemake --report`` with their captions (on the shared finished tiny run)."""
+and carried by ``snakemake --report`` with their captions (on the shared finished tiny run); their screenshots
+planned as ``explore.screenshots`` says."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import ROOT
 from test_pipeline import edited
 
 pytestmark = pytest.mark.slow
@@ -73,3 +79,46 @@ def test_snakemake_report_carries_each_page_with_its_caption(tiny_run, tmp_path)
         assert m, entry[:400]
         assert json.loads(m.group(1)).startswith(f"<p>{caption} <tt") and "interactive attention explorer" in m.group(1)
         assert base64.b64decode(m.group(2)) == (res / family / run / "attention.html").read_bytes()
+
+
+
+def _views_of(output: str) -> set[str]:
+    """'family/run' of each explore_views job in a dry run's output."""
+    jobs = set()
+    for block in re.split(r"\n(?=rule \w+:)", output)[1:]:
+        if block.startswith("rule explore_views:"):
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M).group(1)
+            wc = dict(re.findall(r"(\w+)=([\w.-]+)", wildcards))
+            jobs.add(f"{wc['family']}/{wc['run']}")
+    return jobs
+
+
+def _planned_views(tmp_path, screenshots, env: dict | None = None) -> set[str]:
+    """The explore_views jobs a dry run of the default target plans on a fresh folder."""
+    extra = tmp_path / "views.yaml"
+    extra.write_text(yaml.safe_dump({"explore": {"screenshots": screenshots}}))
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "-n",
+                           "--cores", "1", "--configfile", str(extra)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env if env is not None else dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return _views_of(proc.stdout)
+
+
+def test_explore_screenshots_true_plans_a_job_per_page_and_false_none(tmp_path):
+    assert _planned_views(tmp_path, True) == {"vit/main", "gpt/main"}  # the default config's one run each
+    assert _planned_views(tmp_path, False) == set()
+
+
+def test_explore_screenshots_auto_plans_none_without_a_browser(tmp_path):
+    # PATH: every program of this one but Chromium; no $ATTNLAB_CHROMIUM: auto means off
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for prog in Path(folder).glob("*") if Path(folder).is_dir() else ():
+            if "chromium" not in prog.name and not (bin_ / prog.name).exists():
+                (bin_ / prog.name).symlink_to(prog)
+    env = {k: v for k, v in os.environ.items() if k != "ATTNLAB_CHROMIUM"} | {"PATH": str(bin_)}
+    assert _planned_views(tmp_path, "auto", env) == set()

@@ -239,7 +239,8 @@ def test_snakemake_report_shows_each_figure_with_its_caption(tiny_run, tmp_path)
     wired = set(re.findall(r'caption="\.\./\.\./report/([\w.-]+\.rst)"',
                            "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))))
     assert wired == {c.name for c in captions} and len(captions) >= 12, (wired, captions)
-    for caption in captions:
+    # the tiny preset takes no screenshots (they need a browser): test_explore_browser checks their caption
+    for caption in (c for c in captions if c.name != "explore_views.rst"):
         body = caption.read_text()
         if "{{" in body.split(":")[0]:  # "ViT run ``{{ snakemake.wildcards.run }}``: ...": what follows is its own
             body = body.split(": ", 1)[1]

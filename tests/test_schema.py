@@ -235,7 +235,7 @@ def test_config_readme_states_every_default_of_config_yaml():
             assert _matches(cell, value, section, key), f"config/README.md: {section}.{key} is {cell!r} there " \
                                                         f"but {value!r} in config.yaml"
             documented.add(f"{section}.{key}")
-    every = {f"{s}.{k}" for s in ("data", "vit", "gpt", "theory", "report") for k in _dict_keys(CONFIG[s])}
+    every = {f"{s}.{k}" for s in CONFIG for k in _dict_keys(CONFIG[s])}
     assert every == documented, f"undocumented: {sorted(every - documented)}; not in config.yaml: " \
                                 f"{sorted(documented - every)}"
 

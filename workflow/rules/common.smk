@@ -68,6 +68,34 @@ def gpt_run_files(name=None):
     return [f"results/gpt/{run}/{n}" for run in gpt_runs() for n in names]
 
 
+def screenshots_wanted():
+    """explore.screenshots, resolved at planning: ``auto`` means when playwright and a Chromium are installed.
+
+    ``true`` schedules the screenshots anyway: on a cluster the job's node may have
+    the browser the login node lacks, and where none is, the job fails with one line.
+    """
+    wanted = config["explore"]["screenshots"]
+    if wanted != "auto":
+        return wanted
+    import importlib.util
+
+    from attnlab.explore.views import BrowserError, find_chromium
+
+    try:
+        find_chromium()
+    except BrowserError:
+        return False
+    return importlib.util.find_spec("playwright") is not None
+
+
+def view_files():
+    """The screenshot folders of every run's explorer pages (results/{vit,gpt}/{run}/attention_views), if wanted."""
+    if not screenshots_wanted():
+        return []
+    return [f"results/vit/{run}/attention_views" for run in vit_runs()] + [
+        f"results/gpt/{run}/attention_views" for run in gpt_runs()]
+
+
 # ------------------------------------------------------------- code digests ---
 @functools.lru_cache(maxsize=None)
 def code(*modules, cli=None):

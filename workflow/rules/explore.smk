@@ -71,3 +71,34 @@ rule explore_gpt:
         "../../envs/train.yaml"
     script:
         "../scripts/explore_gpt.py"
+
+
+# Screenshots of each view of a page, in headless Chromium with the network off (explore.screenshots).
+rule explore_views:
+    input:
+        html="results/{family}/{run}/attention.html",
+    output:
+        views=report(
+            directory("results/{family}/{run}/attention_views"),
+            patterns=["{view}.png"],
+            caption="../../report/explore_views.rst",
+            category="Attention explorer",
+            subcategory="screenshots",
+            labels={"model": "{family}", "run": "{run}", "view": "{view}"},
+        ),
+    wildcard_constraints:
+        family="vit|gpt",
+    params:
+        code=code("attnlab.explore.views"),
+    log:
+        "results/logs/explore_views/{family}_{run}.log",
+    benchmark:
+        "results/benchmarks/explore_views/{family}_{run}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/explore.yaml"
+    script:
+        "../scripts/explore_views.py"
