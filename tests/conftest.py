@@ -141,6 +141,17 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     return run
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test will send SIGINT: Ctrl-C's default action, as in a terminal.
+
+    A child of a shell's background job (``cmd &``, nohup) inherits SIGINT ignored,
+    and Python then keeps it ignored: the signal would do nothing at all there.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 

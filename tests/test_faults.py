@@ -116,6 +116,7 @@ import torch
 import yaml
 
 from attnlab.data import DataError
+from conftest import ctrl_c_as_in_a_terminal
 from tinydata import CIFAR_CLASSES, CIFAR_JPEG_SHA256, make_cifar_tarball, make_imagefolder, shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -631,7 +632,8 @@ def test_ctrl_c_leaves_resumable_state_and_no_partial_files(gpt_inputs, tmp_path
             "--vocab", str(gpt_inputs / "vocab.json"), "--config", _yaml(tmp_path / "c.yaml", cfg),
             "--out-dir", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         deadline = time.time() + 120
         while not (out / "resume" / "state.pt").exists():

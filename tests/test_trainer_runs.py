@@ -39,6 +39,7 @@ from attnlab.gpt import evaluate as gpt_eval
 from attnlab.gpt import generate as gpt_gen
 from attnlab.gpt import train as gpt_train
 from attnlab.vit import train as vit_train
+from conftest import ctrl_c_as_in_a_terminal
 from test_gpt_train import CFG as GPT_CFG
 from test_gpt_train import corpus, run_train  # noqa: F401  (corpus is a fixture)
 from test_vit_train import merged as vit_cfg
@@ -202,7 +203,8 @@ def test_swapped_same_size_vocabulary_is_refused_everywhere(corpus, tmp_path, ca
 
 def _sigint_after_first_save(argv: list[str], out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         deadline = time.time() + 180
         while not (out / "resume" / "state.pt").exists():
