@@ -72,9 +72,9 @@ def config_yaml(config: Mapping[str, Any]) -> str:
 
 
 # The checkout's preset files and the words the writeup uses for them.
-PRESETS = (("tiny.yaml", "the test preset (toy sizes on synthetic data)"),
-           ("cpu.yaml", "the CPU preset (small models for a 2-core machine without a GPU)"),
-           ("config.yaml", "the GPU preset (the default sizes)"))
+PRESETS = (("tiny.yaml", "toy sizes on synthetic data (a test run)"),
+           ("cpu.yaml", "small models sized for a 2-core CPU without a GPU"),
+           ("config.yaml", "the default sizes, meant for a GPU"))
 # The parts of a preset that decide what was trained; data paths, titles and sweeps do not.
 _PRESET_KEYS = {"vit": ("model", "train"), "gpt": ("model", "train")}
 
