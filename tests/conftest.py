@@ -141,6 +141,13 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     return run
 
 
+def unavailable(why: str, required_by: str, what: str) -> None:
+    """Skip a test whose tool is missing, or fail it where ``$required_by`` is 1 (CI: the test must run there)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{what} required ({required_by}=1) but {why}")
+    pytest.skip(why)
+
+
 def ctrl_c_as_in_a_terminal() -> None:
     """``preexec_fn`` for a child that a test will send SIGINT: Ctrl-C's default action, as in a terminal.
 

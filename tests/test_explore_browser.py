@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import unavailable
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +44,7 @@ def _chromium() -> str | None:
 
 
 def _unavailable(why: str):
-    if os.environ.get("ATTNLAB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"browser tests required (ATTNLAB_REQUIRE_BROWSER=1) but {why}")
-    pytest.skip(why)
+    unavailable(why, "ATTNLAB_REQUIRE_BROWSER", "browser tests")
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ import base64
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
 from test_pipeline import edited
 
 pytestmark = pytest.mark.slow
@@ -95,14 +92,9 @@ def _views_of(output: str) -> set[str]:
 
 def _planned_views(tmp_path, screenshots, env: dict | None = None) -> set[str]:
     """The explore_views jobs a dry run of the default target plans on a fresh folder."""
-    extra = tmp_path / "views.yaml"
-    extra.write_text(yaml.safe_dump({"explore": {"screenshots": screenshots}}))
-    work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "-n",
-                           "--cores", "1", "--configfile", str(extra)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=env if env is not None else dict(os.environ), timeout=300)
+    from test_planning import dry_run
+
+    proc = dry_run(tmp_path, yaml.safe_dump({"explore": {"screenshots": screenshots}}), timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     return _views_of(proc.stdout)
 

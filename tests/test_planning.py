@@ -29,14 +29,15 @@ import configcheck  # noqa: E402
 from test_schema import CONFIG, _merge  # noqa: E402
 
 
-def dry_run(tmp_path: Path, text: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def dry_run(tmp_path: Path, text: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``snakemake -n`` of the default target in a fresh folder, with ``text`` as an extra config file."""
     extra = tmp_path / "extra.yaml"
     extra.write_text(text)
     (tmp_path / "work").mkdir(exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "work"),
          "-n", "--cores", "1", "--configfile", str(extra)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
 
 
 def billion_laughs(key: str, levels: int = 9) -> str:

@@ -22,6 +22,8 @@ import time
 
 import pytest
 
+from conftest import unavailable
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TARGETS = [
@@ -35,9 +37,7 @@ RULES = {"prepare_cifar10", "build_vocab", "module_checks", "rnn_vs_attention", 
 
 
 def _unavailable(why: str):
-    if os.environ.get("ATTNLAB_REQUIRE_SLURM") == "1":
-        pytest.fail(f"SLURM test required (ATTNLAB_REQUIRE_SLURM=1) but {why}")
-    pytest.skip(why)
+    unavailable(why, "ATTNLAB_REQUIRE_SLURM", "SLURM test")
 
 
 @pytest.fixture(scope="module")

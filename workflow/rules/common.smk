@@ -90,10 +90,7 @@ def screenshots_wanted():
 
 def view_files():
     """The screenshot folders of every run's explorer pages (results/{vit,gpt}/{run}/attention_views), if wanted."""
-    if not screenshots_wanted():
-        return []
-    return [f"results/vit/{run}/attention_views" for run in vit_runs()] + [
-        f"results/gpt/{run}/attention_views" for run in gpt_runs()]
+    return vit_run_files("attention_views") + gpt_run_files("attention_views") if screenshots_wanted() else []
 
 
 # ------------------------------------------------------------- code digests ---
